@@ -1,0 +1,169 @@
+"""SGEMM: ironformer vs numpy (OpenBLAS) vs PyTorch (MKL), side by side in one process.
+
+    python benchmarks/bench_gemm.py [--threads 1 2] [--repeats 15] [--quick]
+
+For each thread count and shape, the three libraries run interleaved (round-robin, after
+warm-up) and the median time of each is reported as GFLOP/s, with the ratio to PyTorch and to
+numpy and the fraction of the fp32 peak measured on this CPU by an FMA loop (same ISA, same
+threads).  The machine is shared and noisy: trust ratios from one run, not absolute figures.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import ironformer as irf
+from ironformer import _C
+
+try:
+    import torch
+except ImportError:  # torch is an optional baseline
+    torch = None
+
+try:
+    from threadpoolctl import threadpool_limits
+except ImportError:
+    threadpool_limits = None
+
+# (label, M, N, K, trans_a, trans_b): the matmuls of a GPT training step (B*T = 2048 tokens,
+# C = 768), forward (x @ W), input gradient (dY @ W^T) and weight gradient (X^T @ dY),
+# then square shapes and the matrix-vector product of generation.
+SHAPES = [
+    ("fwd qkv/proj   x@W", 2048, 768, 768, False, False),
+    ("fwd mlp-up     x@W", 2048, 3072, 768, False, False),
+    ("fwd mlp-down   x@W", 2048, 768, 3072, False, False),
+    ("dX proj     dY@W^T", 2048, 768, 768, False, True),
+    ("dX mlp-up   dY@W^T", 2048, 768, 3072, False, True),
+    ("dX mlp-down dY@W^T", 2048, 3072, 768, False, True),
+    ("dW proj     X^T@dY", 768, 768, 2048, True, False),
+    ("dW mlp-up   X^T@dY", 768, 3072, 2048, True, False),
+    ("dW mlp-down X^T@dY", 3072, 768, 2048, True, False),
+    ("square 64^3", 64, 64, 64, False, False),
+    ("square 512^3", 512, 512, 512, False, False),
+    ("square 1024^3", 1024, 1024, 1024, False, False),
+    ("gemv 1x768 @ 768x3072", 1, 3072, 768, False, False),
+]
+TRAINING = {s[0] for s in SHAPES[:9]}
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+class _NumpyThreads:
+    def __init__(self, n):
+        self.ctx = threadpool_limits(n) if threadpool_limits else None
+
+    def __enter__(self):
+        if self.ctx:
+            self.ctx.__enter__()
+
+    def __exit__(self, *a):
+        if self.ctx:
+            self.ctx.__exit__(*a)
+
+
+def operands(m, n, k, ta, tb, rng):
+    a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
+    b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
+    return a, b
+
+
+def bench_shape(m, n, k, ta, tb, threads, repeats, rng):
+    a, b = operands(m, n, k, ta, tb, rng)
+    out = np.empty((m, n), np.float32)
+    fns = {}
+    fns["ironformer"] = lambda: irf.ops.matmul(a, b, trans_a=ta, trans_b=tb, out=out)
+    an = a.T if ta else a
+    bn = b.T if tb else b
+    outn = np.empty((m, n), np.float32)
+    fns["numpy"] = lambda: np.matmul(an, bn, out=outn)
+    if torch is not None:
+        at, bt = torch.from_numpy(a), torch.from_numpy(b)
+        at = at.t() if ta else at
+        bt = bt.t() if tb else bt
+        outt = torch.empty((m, n))
+        fns["torch"] = lambda: torch.mm(at, bt, out=outt)
+    flops = 2.0 * m * n * k
+    # enough inner calls that one sample is >= ~20 ms
+    inner = max(1, int(0.02 / max(flops / 50e9 / threads, 1e-7)))
+    times = {name: [] for name in fns}
+    for _ in range(2):
+        for f in fns.values():
+            f()
+    for _ in range(repeats):
+        for name, f in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                f()
+            times[name].append((time.perf_counter() - t0) / inner)
+    ref = a.T.astype(np.float64) if ta else a.astype(np.float64)
+    ref = ref @ (b.T.astype(np.float64) if tb else b.astype(np.float64))
+    err = float(np.abs(out - ref).max() / (np.abs(ref).max() + 1e-30))
+    return {name: flops / statistics.median(ts) / 1e9 for name, ts in times.items()}, err
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--repeats", type=int, default=11)
+    p.add_argument("--quick", action="store_true", help="fewer repeats, for a smoke run")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    args = p.parse_args(argv)
+    repeats = 3 if args.quick else args.repeats
+    rng = np.random.default_rng(0)
+    print(f"machine: {cpu_model()} | ironformer {irf.__version__} isa={irf.isa()} | numpy {np.__version__}"
+          f" | torch {torch.__version__ if torch else 'not installed'} | python {sys.version.split()[0]}")
+    if threadpool_limits is None:
+        print("note: threadpoolctl not installed; numpy uses its default thread count")
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        print(f"note: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} is set (may slow numpy)")
+    shortfalls = []
+    for nt in args.threads:
+        irf.set_num_threads(nt)
+        if torch is not None:
+            torch.set_num_threads(nt)
+        peak = _C.peak_gflops(nt, 0.3)
+        print(f"\n== {nt} thread(s); measured fp32 peak {peak:.0f} GFLOP/s ({irf.isa()})")
+        hdr = f"{'shape':24s} {'M':>5s} {'N':>5s} {'K':>5s} | {'irf':>6s} {'numpy':>6s} {'torch':>6s} GFLOP/s | {'vs torch':>8s} {'vs numpy':>8s} {'irf %peak':>9s} | max rel err"
+        if args.markdown:
+            print("| shape | M | N | K | ironformer | numpy | torch | vs torch | vs numpy | % peak |")
+            print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        else:
+            print(hdr)
+        with _NumpyThreads(nt):
+            for label, m, n, k, ta, tb in SHAPES:
+                g, err = bench_shape(m, n, k, ta, tb, nt, repeats, rng)
+                t = g.get("torch", float("nan"))
+                r_t = g["ironformer"] / t if torch is not None else float("nan")
+                r_n = g["ironformer"] / g["numpy"]
+                frac = g["ironformer"] / peak
+                if args.markdown:
+                    print(f"| {label} | {m} | {n} | {k} | {g['ironformer']:.1f} | {g['numpy']:.1f} | {t:.1f} | "
+                          f"{r_t:.2f}x | {r_n:.2f}x | {100 * frac:.0f}% |")
+                else:
+                    print(f"{label:24s} {m:5d} {n:5d} {k:5d} | {g['ironformer']:6.1f} {g['numpy']:6.1f} {t:6.1f}         | "
+                          f"{r_t:7.2f}x {r_n:7.2f}x {100 * frac:8.0f}% | {err:.1e}")
+                if label in TRAINING and torch is not None and r_t < 0.9:
+                    shortfalls.append(f"{nt}T {label}: {r_t:.2f}x torch")
+                if r_n < 1.0:
+                    shortfalls.append(f"{nt}T {label}: {r_n:.2f}x numpy")
+    print("\ntargets: >= 0.9x torch on training shapes, >= 1.0x numpy everywhere")
+    print("shortfalls: " + ("; ".join(shortfalls) if shortfalls else "none"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+// kernels.h: the table of kernel entry points, one instance per ISA (generic, avx2, avx512).
+// dispatch.cpp fills the active table once, at import.  Forward/backward pairs sit together.
+#pragma once
+#include "common.h"
+
+namespace irf {
+
+// C[b] (M x N) = op(A[b]) (M x K) @ op(B[b]) (K x N)  (+ C[b] when accumulate) (+ bias[N])
+// Operand element (i, k) of A lives at a + b*a_bs + i*a_rs + k*a_cs (transposes and any numpy
+// strides are expressed through a_rs / a_cs), likewise for B.  C rows are contiguous:
+// C[b](i, j) at c + b*c_bs + i*ldc + j.  bias (may be null) is added once per output row.
+struct GemmParams {
+  i64 batch = 1, M = 0, N = 0, K = 0;
+  const float* a = nullptr; i64 a_bs = 0, a_rs = 0, a_cs = 0;
+  const float* b = nullptr; i64 b_bs = 0, b_rs = 0, b_cs = 0;
+  float* c = nullptr;       i64 c_bs = 0, ldc = 0;
+  const float* bias = nullptr;
+  bool accumulate = false;
+  int nthreads = 1;
+};
+
+struct KernelTable {
+  const char* isa;
+  // matrix multiply (csrc/kernels/gemm.cpp)
+  void (*gemm)(const GemmParams& p);
+  // fp32 FMA throughput loop: `iters` rounds of 12 vector FMAs per thread; returns flops done
+  double (*fma_burn)(i64 iters, int nthreads);
+};
+
+// Per-ISA table fillers (each defined in the kernel objects of that ISA).
+namespace generic { void fill_table(KernelTable& t); }
+namespace avx2 { void fill_table(KernelTable& t); }
+namespace avx512 { void fill_table(KernelTable& t); }
+
+// The active table (dispatch.cpp).
+const KernelTable& kernels();
+// Select by name ("generic", "avx2", "avx512"); throws if the CPU/OS cannot run it.
+void select_isa(const std::string& name);
+// Best ISA this CPU *and* OS support.
+const char* best_isa();
+bool isa_supported(const std::string& name);
+
+// Plain scalar twins of every kernel (csrc/reference/), the readable specification.
+namespace ref {
+void gemm(const GemmParams& p);
+}
+
+}  // namespace irf

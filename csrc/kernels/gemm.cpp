@@ -1,0 +1,336 @@
+// gemm.cpp: single-precision matrix multiply, compiled once per ISA.
+//
+//   C[b] (M x N) = op(A[b]) (M x K) @ op(B[b]) (K x N)   (+ C[b] if accumulate) (+ bias[N])
+//
+// Design (Goto / BLIS): for each NC-wide column block of B and KC-deep slice of K, B is packed
+// into NR-wide k-major micro-panels shared by the team; each thread packs an MC x KC block of A
+// into MR-tall k-major micro-panels of its own and runs the MR x NR register-blocked
+// micro-kernel over it.  Transposes and arbitrary numpy strides are absorbed by the packing,
+// so A^T B and A B^T run at the speed of A B.  Matrix-vector products (M == 1 or N == 1) skip
+// packing: they are memory bound and stream the matrix once.
+#include "kernels.h"
+#include "simd.h"
+
+namespace irf {
+namespace IRF_ISA {
+namespace {
+
+// Register tile: MR rows x NR = 2 vectors.  MR*2 accumulators + 2 B vectors + 1 broadcast
+// must fit the register file (16 ymm on AVX2, 32 zmm on AVX-512, 16 xmm on SSE2).
+#if defined(__AVX512F__)
+constexpr int MR = 12;
+#elif defined(__AVX2__)
+constexpr int MR = 6;
+#else
+constexpr int MR = 4;
+#endif
+constexpr int NR = 2 * W;
+// Cache blocking: an MR x KC A micro-panel plus a KC x NR B micro-panel stay in L1 (32 KiB),
+// the MC x KC A block in L2, the KC x NC B block in L3.
+constexpr i64 KC = 256;
+constexpr i64 MC = 144;    // multiple of MR for every ISA above (6, 12, 4)
+constexpr i64 NC = 4080;   // multiple of NR (16, 32, 8)
+
+// ---------------------------------------------------------------------------------------
+// Packing.  A block (mc x kc) -> micro-panels of MR rows: panel p holds, for k = 0..kc-1,
+// the MR values A(p*MR + r, k), zero-padded past mc.  B block (kc x nc) -> micro-panels of NR
+// columns: panel q holds, for each k, the NR values B(k, q*NR + j), zero-padded past nc.
+
+void pack_a_panel(float* __restrict dst, const float* a, i64 rs, i64 cs, i64 mr, i64 kc) {
+  if (mr == MR && rs == 1) {              // A^T storage: the MR values of one k are contiguous
+    for (i64 k = 0; k < kc; ++k) {
+      const float* s = a + k * cs;
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; ++r) dst[k * MR + r] = s[r];
+    }
+    return;
+  }
+  if (cs == 1) {                          // row-major A: each row is a contiguous k-run
+    for (i64 r = 0; r < mr; ++r) {
+      const float* s = a + r * rs;
+      for (i64 k = 0; k < kc; ++k) dst[k * MR + r] = s[k];
+    }
+  } else {
+    for (i64 r = 0; r < mr; ++r)
+      for (i64 k = 0; k < kc; ++k) dst[k * MR + r] = a[r * rs + k * cs];
+  }
+  for (i64 r = mr; r < MR; ++r)
+    for (i64 k = 0; k < kc; ++k) dst[k * MR + r] = 0.f;
+}
+
+void pack_b_panel(float* __restrict dst, const float* b, i64 rs, i64 cs, i64 nr, i64 kc) {
+  if (nr == NR && cs == 1) {              // row-major B: NR contiguous values per k
+    for (i64 k = 0; k < kc; ++k) {
+      const float* s = b + k * rs;
+      vstore(dst + k * NR, vload(s));
+      vstore(dst + k * NR + W, vload(s + W));
+    }
+    return;
+  }
+  if (rs == 1) {                          // B^T storage: each column is a contiguous k-run
+    for (i64 j = 0; j < nr; ++j) {
+      const float* s = b + j * cs;
+      for (i64 k = 0; k < kc; ++k) dst[k * NR + j] = s[k];
+    }
+  } else {
+    for (i64 j = 0; j < nr; ++j)
+      for (i64 k = 0; k < kc; ++k) dst[k * NR + j] = b[k * rs + j * cs];
+  }
+  for (i64 j = nr; j < NR; ++j)
+    for (i64 k = 0; k < kc; ++k) dst[k * NR + j] = 0.f;
+}
+
+// ---------------------------------------------------------------------------------------
+// Micro-kernel: acc (MR x NR) = sum_k Ap[k, :]^T Bp[k, :], then
+//   C[0:mr, 0:nr] = (load_c ? C : 0) + acc (+ bias[0:nr] when bias != nullptr).
+void micro_kernel(i64 kc, const float* __restrict ap, const float* __restrict bp, float* c,
+                  i64 ldc, int mr, int nr, bool load_c, const float* bias) {
+  vf acc0[MR], acc1[MR];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    acc0[r] = vzero();
+    acc1[r] = vzero();
+    __builtin_prefetch(c + r * ldc, 1, 3);            // the C tile is needed after the k loop:
+    __builtin_prefetch(c + r * ldc + NR - 1, 1, 3);   // start its (likely L3/DRAM) loads now
+  }
+#pragma GCC unroll 2
+  for (i64 k = 0; k < kc; ++k) {
+    const vf b0 = vload(bp), b1 = vload(bp + W);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const vf a = vset1(ap[r]);
+      acc0[r] = vfma(a, b0, acc0[r]);
+      acc1[r] = vfma(a, b1, acc1[r]);
+    }
+    ap += MR;
+    bp += NR;
+  }
+  if (mr == MR && nr == NR) {
+    vf bias0 = vzero(), bias1 = vzero();
+    if (bias) { bias0 = vload(bias); bias1 = vload(bias + W); }
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      float* cr = c + r * ldc;
+      vf v0 = vadd(acc0[r], bias0), v1 = vadd(acc1[r], bias1);
+      if (load_c) { v0 = vadd(v0, vload(cr)); v1 = vadd(v1, vload(cr + W)); }
+      vstore(cr, v0);
+      vstore(cr + W, v1);
+    }
+    return;
+  }
+  alignas(64) float tile[MR * NR];
+  for (int r = 0; r < MR; ++r) { vstore(tile + r * NR, acc0[r]); vstore(tile + r * NR + W, acc1[r]); }
+  for (int r = 0; r < mr; ++r) {
+    float* cr = c + r * ldc;
+    for (int j = 0; j < nr; ++j) {
+      float v = tile[r * NR + j];
+      if (bias) v += bias[j];
+      cr[j] = load_c ? cr[j] + v : v;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Matrix-vector: out[r * out_stride] = (acc ? out : 0) + sum_k mat[r*rs + k*cs] * x[k] (+ bias)
+// for r in [r0, r1); x contiguous.  Needs rs == 1 or cs == 1.
+void gemv_rows(float* out, i64 out_stride, const float* mat, i64 rs, i64 cs, const float* x,
+               i64 r0, i64 r1, i64 K, bool acc, float bias) {
+  if (cs == 1) {                                   // dot form: each row is contiguous
+    for (i64 r = r0; r < r1; ++r) {
+      const float* row = mat + r * rs;
+      vf s0 = vzero(), s1 = vzero(), s2 = vzero(), s3 = vzero();
+      i64 k = 0;
+      for (; k + 4 * W <= K; k += 4 * W) {
+        s0 = vfma(vload(row + k), vload(x + k), s0);
+        s1 = vfma(vload(row + k + W), vload(x + k + W), s1);
+        s2 = vfma(vload(row + k + 2 * W), vload(x + k + 2 * W), s2);
+        s3 = vfma(vload(row + k + 3 * W), vload(x + k + 3 * W), s3);
+      }
+      for (; k + W <= K; k += W) s0 = vfma(vload(row + k), vload(x + k), s0);
+      if (k < K) s1 = vfma(vload_part(row + k, int(K - k)), vload_part(x + k, int(K - k)), s1);
+      float s = vreduce_add(vadd(vadd(s0, s1), vadd(s2, s3))) + bias;
+      float* o = out + r * out_stride;
+      *o = acc ? *o + s : s;
+    }
+    return;
+  }
+  // axpy form (rs == 1): column k is contiguous over r; keep RB outputs in registers.
+  constexpr int NV = 8;
+  constexpr i64 RB = NV * W;
+  for (i64 rb = r0; rb < r1; rb += RB) {
+    const i64 n = (r1 - rb < RB) ? r1 - rb : RB;
+    vf s[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) s[v] = vzero();
+    if (n == RB) {
+      for (i64 k = 0; k < K; ++k) {
+        const float* col = mat + rb + k * cs;
+        const vf xk = vset1(x[k]);
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) s[v] = vfma(vload(col + v * W), xk, s[v]);
+      }
+    } else {
+      for (i64 k = 0; k < K; ++k) {
+        const float* col = mat + rb + k * cs;
+        const vf xk = vset1(x[k]);
+        for (int v = 0; v * W < n; ++v) {
+          const int m = (n - v * W < W) ? int(n - v * W) : W;
+          s[v] = vfma(m == W ? vload(col + v * W) : vload_part(col + v * W, m), xk, s[v]);
+        }
+      }
+    }
+    alignas(64) float tmp[RB];
+    for (int v = 0; v < NV; ++v) vstore(tmp + v * W, s[v]);
+    for (i64 i = 0; i < n; ++i) {
+      float* o = out + (rb + i) * out_stride;
+      const float val = tmp[i] + bias;
+      *o = acc ? *o + val : val;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// One product (batch element) computed by a team of nth threads; tid is this thread.
+// Must be called by every member of the team (barriers inside when nth > 1).
+void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack) {
+  const i64 M = p.M, N = p.N, K = p.K;
+  const float* A = p.a + bi * p.a_bs;
+  const float* B = p.b + bi * p.b_bs;
+  float* C = p.c + bi * p.c_bs;
+  const i64 ldc = p.ldc;
+
+  if (K == 0) {                                    // empty sum: C = (acc ? C : 0) + bias
+    i64 lo, hi;
+    split_range(M, tid, nth, lo, hi);
+    for (i64 i = lo; i < hi; ++i)
+      for (i64 j = 0; j < N; ++j) {
+        const float v = p.bias ? p.bias[j] : 0.f;
+        C[i * ldc + j] = p.accumulate ? C[i * ldc + j] + v : v;
+      }
+    return;
+  }
+
+  // Matrix-vector fast paths (no packing).
+  const bool row_vec = (M == 1) && (p.b_rs == 1 || p.b_cs == 1);
+  const bool col_vec = !row_vec && (N == 1) && (p.a_rs == 1 || p.a_cs == 1);
+  if (row_vec || col_vec) {
+    const float* xsrc = row_vec ? A : B;
+    const i64 xs = row_vec ? p.a_cs : p.b_rs;
+    const float* x = xsrc;
+    if (xs != 1) {                                 // every thread gathers its own copy
+      float* xc = static_cast<float*>(workspace(kWsScratch0, sizeof(float) * K));
+      for (i64 k = 0; k < K; ++k) xc[k] = xsrc[k * xs];
+      x = xc;
+    }
+    const i64 R = row_vec ? N : M;
+    i64 lo, hi;
+    split_range(ceil_div(R, 64), tid, nth, lo, hi);   // chunks of 64 rows per thread
+    lo *= 64;
+    hi = (hi * 64 < R) ? hi * 64 : R;
+    if (row_vec)   // out[j] = sum_k B(k, j) x[k]: mat(j, k) = B(k, j)
+      gemv_rows(C, 1, B, p.b_cs, p.b_rs, x, lo, hi, K, p.accumulate, 0.f);
+    else           // out[i] = sum_k A(i, k) x[k]
+      gemv_rows(C, ldc, A, p.a_rs, p.a_cs, x, lo, hi, K, p.accumulate, p.bias ? p.bias[0] : 0.f);
+    if (row_vec && p.bias)                        // bias over N columns of the single row
+      for (i64 j = lo; j < hi; ++j) C[j] += p.bias[j];
+    return;
+  }
+
+  float* apack = static_cast<float*>(workspace(kWsPackA, sizeof(float) * MC * KC));
+
+  for (i64 jc = 0; jc < N; jc += NC) {
+    const i64 nc = (N - jc < NC) ? N - jc : NC;
+    const i64 npan = ceil_div(nc, NR);
+    for (i64 pc = 0; pc < K; pc += KC) {
+      const i64 kc = (K - pc < KC) ? K - pc : KC;
+      const bool first = (pc == 0);
+
+      // Pack B(pc:pc+kc, jc:jc+nc), panels shared across the team.
+      for (i64 q = tid; q < npan; q += nth) {
+        const i64 j0 = jc + q * NR;
+        const i64 nr = (N - j0 < NR) ? N - j0 : NR;
+        pack_b_panel(bpack + q * NR * kc, B + pc * p.b_rs + j0 * p.b_cs, p.b_rs, p.b_cs, nr, kc);
+      }
+      team_barrier(nth);
+
+      // Tasks: (row block of A) x (group of B panels), balanced over the team.
+      i64 mblocks = ceil_div(M, MC), groups = 1;
+      if (nth > 1) {
+        if (mblocks >= nth) mblocks = round_up(mblocks, nth);
+        else groups = nth / mblocks;
+      }
+      const i64 mc_eff = round_up(ceil_div(M, mblocks), MR);
+      mblocks = ceil_div(M, mc_eff);
+      const i64 ntasks = mblocks * groups;
+      for (i64 t = tid; t < ntasks; t += nth) {
+        const i64 ib = t / groups, g = t % groups;
+        const i64 i0 = ib * mc_eff;
+        const i64 mc = (M - i0 < mc_eff) ? M - i0 : mc_eff;
+        const i64 q0 = npan * g / groups, q1 = npan * (g + 1) / groups;
+        for (i64 ir = 0; ir < mc; ir += MR) {
+          const i64 mr = (mc - ir < MR) ? mc - ir : MR;
+          pack_a_panel(apack + ir * kc, A + (i0 + ir) * p.a_rs + pc * p.a_cs, p.a_rs, p.a_cs, mr, kc);
+        }
+        for (i64 q = q0; q < q1; ++q) {
+          const i64 j0 = jc + q * NR;
+          const int nr = int((N - j0 < NR) ? N - j0 : NR);
+          const float* bias = (first && p.bias) ? p.bias + j0 : nullptr;
+          const float* bp = bpack + q * NR * kc;
+          for (i64 ir = 0; ir < mc; ir += MR) {
+            const int mr = int((mc - ir < MR) ? mc - ir : MR);
+            micro_kernel(kc, apack + ir * kc, bp, C + (i0 + ir) * ldc + j0, ldc, mr, nr,
+                         !first || p.accumulate, bias);
+          }
+        }
+      }
+      team_barrier(nth);   // before the next slice overwrites bpack
+    }
+  }
+}
+
+// Fused multiply-adds below which one thread is faster than waking a second one.
+constexpr double kMinWorkPerThread = 1 << 17;
+
+void gemm(const GemmParams& p) {
+  if (p.batch <= 0 || p.M <= 0 || p.N <= 0) return;
+  const double work = double(p.M) * double(p.N) * double(p.K > 0 ? p.K : 1);
+  int nth = p.nthreads < 1 ? 1 : p.nthreads;
+  const double total = work * double(p.batch);
+  if (total < kMinWorkPerThread * nth) nth = int(total / kMinWorkPerThread) < 1 ? 1 : int(total / kMinWorkPerThread);
+  const i64 bpack_floats = KC * round_up(p.N < NC ? p.N : NC, NR);
+
+  // Many small products: one per thread, each alone (no barriers, private packing buffers).
+  if (nth > 1 && p.batch >= nth && work < double(1 << 22)) {
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nth)
+#endif
+    {
+      flush_denormals();
+      const int tid = thread_id(), team = team_size();
+      float* bpack = static_cast<float*>(workspace(kWsPackB, sizeof(float) * bpack_floats));
+      for (i64 bi = tid; bi < p.batch; bi += team) gemm_one(p, bi, 0, 1, bpack);
+    }
+    return;
+  }
+  float* bpack = static_cast<float*>(workspace(kWsPackB, sizeof(float) * bpack_floats));
+  if (nth == 1) {
+    flush_denormals();
+    for (i64 bi = 0; bi < p.batch; ++bi) gemm_one(p, bi, 0, 1, bpack);
+    return;
+  }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nth)
+#endif
+  {
+    flush_denormals();
+    const int tid = thread_id(), team = team_size();
+    for (i64 bi = 0; bi < p.batch; ++bi) gemm_one(p, bi, tid, team, bpack);
+  }
+}
+
+}  // namespace
+
+void register_gemm(KernelTable& t) { t.gemm = &gemm; }
+
+}  // namespace IRF_ISA
+}  // namespace irf

@@ -1,0 +1,151 @@
+// simd.h: one small vector vocabulary per ISA.  Included only by csrc/kernels/*.cpp, which
+// are compiled once per ISA with IRF_ISA defined to generic | avx2 | avx512; everything here
+// lives in irf::<isa> so the three copies never meet at link time.
+//
+//   vf            one vector of W floats
+//   vzero/vset1   constants;   vload/vstore unaligned;   vload_part/vstore_part first n < W lanes
+//   vfma(a,b,c)   a*b + c (one rounding on AVX2/AVX-512, two on generic)
+//   vadd vsub vmul vdiv vmax vmin, vreduce_add / vreduce_max (horizontal)
+#pragma once
+#include <cstring>
+
+#include "common.h"
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#else
+#include <xmmintrin.h>
+#endif
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#ifndef IRF_ISA
+#error "simd.h is for kernel sources compiled once per ISA (IRF_ISA must be defined)"
+#endif
+
+#define IRF_INLINE inline __attribute__((always_inline))
+
+namespace irf {
+namespace IRF_ISA {
+
+#if defined(__AVX512F__)
+using vf = __m512;
+constexpr int W = 16;
+IRF_INLINE vf vzero() { return _mm512_setzero_ps(); }
+IRF_INLINE vf vset1(float x) { return _mm512_set1_ps(x); }
+IRF_INLINE vf vload(const float* p) { return _mm512_loadu_ps(p); }
+IRF_INLINE void vstore(float* p, vf v) { _mm512_storeu_ps(p, v); }
+IRF_INLINE __mmask16 vmask(int n) { return (__mmask16)((1u << n) - 1u); }
+IRF_INLINE vf vload_part(const float* p, int n) { return _mm512_maskz_loadu_ps(vmask(n), p); }
+IRF_INLINE void vstore_part(float* p, vf v, int n) { _mm512_mask_storeu_ps(p, vmask(n), v); }
+IRF_INLINE vf vfma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
+IRF_INLINE vf vadd(vf a, vf b) { return _mm512_add_ps(a, b); }
+IRF_INLINE vf vsub(vf a, vf b) { return _mm512_sub_ps(a, b); }
+IRF_INLINE vf vmul(vf a, vf b) { return _mm512_mul_ps(a, b); }
+IRF_INLINE vf vdiv(vf a, vf b) { return _mm512_div_ps(a, b); }
+IRF_INLINE vf vmax(vf a, vf b) { return _mm512_max_ps(a, b); }
+IRF_INLINE vf vmin(vf a, vf b) { return _mm512_min_ps(a, b); }
+IRF_INLINE float vreduce_add(vf v) { return _mm512_reduce_add_ps(v); }
+IRF_INLINE float vreduce_max(vf v) { return _mm512_reduce_max_ps(v); }
+#elif defined(__AVX2__)
+using vf = __m256;
+constexpr int W = 8;
+IRF_INLINE vf vzero() { return _mm256_setzero_ps(); }
+IRF_INLINE vf vset1(float x) { return _mm256_set1_ps(x); }
+IRF_INLINE vf vload(const float* p) { return _mm256_loadu_ps(p); }
+IRF_INLINE void vstore(float* p, vf v) { _mm256_storeu_ps(p, v); }
+IRF_INLINE __m256i vmask(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+IRF_INLINE vf vload_part(const float* p, int n) { return _mm256_maskload_ps(p, vmask(n)); }
+IRF_INLINE void vstore_part(float* p, vf v, int n) { _mm256_maskstore_ps(p, vmask(n), v); }
+IRF_INLINE vf vfma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
+IRF_INLINE vf vadd(vf a, vf b) { return _mm256_add_ps(a, b); }
+IRF_INLINE vf vsub(vf a, vf b) { return _mm256_sub_ps(a, b); }
+IRF_INLINE vf vmul(vf a, vf b) { return _mm256_mul_ps(a, b); }
+IRF_INLINE vf vdiv(vf a, vf b) { return _mm256_div_ps(a, b); }
+IRF_INLINE vf vmax(vf a, vf b) { return _mm256_max_ps(a, b); }
+IRF_INLINE vf vmin(vf a, vf b) { return _mm256_min_ps(a, b); }
+IRF_INLINE float vreduce_add(vf v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+IRF_INLINE float vreduce_max(vf v) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+#else
+// Generic x86-64: GCC vector extensions, lowered to SSE2.
+typedef float vf __attribute__((vector_size(16), aligned(16)));
+constexpr int W = 4;
+IRF_INLINE vf vzero() { return vf{0.f, 0.f, 0.f, 0.f}; }
+IRF_INLINE vf vset1(float x) { return vf{x, x, x, x}; }
+IRF_INLINE vf vload(const float* p) { vf v; std::memcpy(&v, p, sizeof v); return v; }
+IRF_INLINE void vstore(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
+IRF_INLINE vf vload_part(const float* p, int n) {
+  vf v = vzero();
+  for (int i = 0; i < n; ++i) v[i] = p[i];
+  return v;
+}
+IRF_INLINE void vstore_part(float* p, vf v, int n) { for (int i = 0; i < n; ++i) p[i] = v[i]; }
+IRF_INLINE vf vfma(vf a, vf b, vf c) { return a * b + c; }
+IRF_INLINE vf vadd(vf a, vf b) { return a + b; }
+IRF_INLINE vf vsub(vf a, vf b) { return a - b; }
+IRF_INLINE vf vmul(vf a, vf b) { return a * b; }
+IRF_INLINE vf vdiv(vf a, vf b) { return a / b; }
+IRF_INLINE vf vmax(vf a, vf b) { return (vf)_mm_max_ps((__m128)a, (__m128)b); }
+IRF_INLINE vf vmin(vf a, vf b) { return (vf)_mm_min_ps((__m128)a, (__m128)b); }
+IRF_INLINE float vreduce_add(vf v) { return (v[0] + v[2]) + (v[1] + v[3]); }
+IRF_INLINE float vreduce_max(vf v) {
+  float a = v[0] > v[1] ? v[0] : v[1], b = v[2] > v[3] ? v[2] : v[3];
+  return a > b ? a : b;
+}
+#endif
+
+// Flush denormals to zero (FTZ) and treat denormal inputs as zero (DAZ) in this thread.
+// Called at the top of every parallel region: one denormal can make a step 5x slower.
+IRF_INLINE void flush_denormals() { _mm_setcsr(_mm_getcsr() | 0x8040u); }
+
+IRF_INLINE i64 ceil_div(i64 a, i64 b) { return (a + b - 1) / b; }
+IRF_INLINE i64 round_up(i64 a, i64 b) { return ceil_div(a, b) * b; }
+
+// OpenMP helpers that degrade to one thread when OpenMP is absent.  Kernels split work by
+// (tid, nth) by hand rather than with nested `omp for`, so the same helper runs inside a team
+// (nth > 1, barriers) or alone inside another thread's task (nth == 1, no barriers).
+IRF_INLINE int thread_id() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+IRF_INLINE int team_size() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+IRF_INLINE void team_barrier(int nth) {
+#ifdef _OPENMP
+  if (nth > 1) {
+#pragma omp barrier
+  }
+#else
+  (void)nth;
+#endif
+}
+// Half-open range [lo, hi) of n items that thread tid of nth owns (contiguous, balanced).
+IRF_INLINE void split_range(i64 n, int tid, int nth, i64& lo, i64& hi) {
+  lo = n * tid / nth;
+  hi = n * (tid + 1) / nth;
+}
+
+}  // namespace IRF_ISA
+}  // namespace irf

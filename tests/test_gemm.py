@@ -1,0 +1,222 @@
+"""SGEMM against float64 numpy: shapes, transposes, strides, batches, errors, ISAs, threads."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import ironformer as irf
+from ironformer import _C
+from ironformer.ops import matmul
+
+
+def ref_matmul(a, b, ta, tb, c0=None, bias=None):
+    a64 = a.astype(np.float64)
+    b64 = b.astype(np.float64)
+    if ta:
+        a64 = np.swapaxes(a64, -1, -2)
+    if tb:
+        b64 = np.swapaxes(b64, -1, -2)
+    r = a64 @ b64
+    if c0 is not None:
+        r = r + c0
+    if bias is not None:
+        r = r + bias
+    return r
+
+
+def operands(rng, m, n, k, ta, tb, batch=None):
+    pre = () if batch is None else (batch,)
+    a = rng.standard_normal(pre + ((k, m) if ta else (m, k))).astype(np.float32)
+    b = rng.standard_normal(pre + ((n, k) if tb else (k, n))).astype(np.float32)
+    return a, b
+
+
+def assert_close(got, want, k):
+    # float32 accumulation of k products of N(0,1) values: error grows ~ sqrt(k) * eps
+    tol = 2e-6 * max(1.0, np.sqrt(max(k, 1))) * 4
+    scale = np.maximum(np.abs(want), np.sqrt(max(k, 1)))
+    err = np.max(np.abs(got - want) / scale) if got.size else 0.0
+    assert err < tol, f"max scaled error {err:.2e} >= {tol:.2e}"
+
+
+SIZES = [1, 2, 7, 17, 65, 129]
+SHAPES = [(m, n, k) for m, n, k in itertools.product(SIZES, repeat=3) if m * n * k <= 129 * 65 * 17 or m == 1 or n == 1]
+SHAPES = SHAPES[::7] + [(1000, 1, 7), (1, 1000, 129), (1000, 17, 65), (7, 1000, 1000), (129, 129, 1000),
+                        (301, 257, 263), (97, 500, 300)]
+
+
+@pytest.mark.parametrize("ta,tb", list(itertools.product([False, True], repeat=2)))
+@pytest.mark.parametrize("m,n,k", SHAPES)
+def test_matches_float64(isa, rng, m, n, k, ta, tb):
+    a, b = operands(rng, m, n, k, ta, tb)
+    got = matmul(a, b, trans_a=ta, trans_b=tb)
+    assert got.shape == (m, n) and got.dtype == np.float32
+    assert_close(got, ref_matmul(a, b, ta, tb), k)
+
+
+@pytest.mark.parametrize("m,n,k", [(1, 300, 77), (300, 1, 77), (64, 64, 64), (130, 70, 300), (2048, 96, 40)])
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, True), (False, True), (True, False)])
+def test_accumulate_and_bias(isa, rng, m, n, k, ta, tb):
+    a, b = operands(rng, m, n, k, ta, tb)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    out = c0.copy()
+    r = matmul(a, b, trans_a=ta, trans_b=tb, out=out, accumulate=True, bias=bias)
+    assert r is out
+    assert_close(out, ref_matmul(a, b, ta, tb, c0, bias), k)
+    out2 = c0.copy()
+    matmul(a, b, trans_a=ta, trans_b=tb, out=out2)  # no accumulate: old contents ignored
+    assert_close(out2, ref_matmul(a, b, ta, tb), k)
+
+
+def test_non_contiguous_inputs(isa, rng):
+    big_a = rng.standard_normal((90, 3, 140)).astype(np.float32)
+    big_b = rng.standard_normal((140, 2, 80)).astype(np.float32)
+    a = big_a[5:70:2, 1, 3:130:3]        # (33, 43), strides (2*3*140, 3) elements
+    b = big_b[4:133:3, 0, ::-2]          # (43, 40), negative column stride
+    got = matmul(a, b)
+    assert_close(got, ref_matmul(a, b, False, False), a.shape[1])
+    # transposed views are taken as they are (strides), with or without the flag
+    got_t = matmul(a.T, b[:, :33].T, trans_a=True, trans_b=True)
+    assert_close(got_t, ref_matmul(a, b[:, :33], False, False).T.T, 43)
+    # a byte stride that is not a multiple of 4 is copied, still correct
+    raw = np.zeros(4 * 30 * 20 + 2, np.uint8)
+    odd = np.ndarray((30, 20), dtype=np.float32, buffer=raw, offset=1, strides=(80, 4))
+    odd[...] = rng.standard_normal((30, 20))
+    got_o = matmul(odd, b[:20, :9])
+    assert_close(got_o, ref_matmul(np.array(odd), b[:20, :9], False, False), 20)
+
+
+def test_out_with_row_stride(isa, rng):
+    a, b = operands(rng, 40, 30, 50, False, False)
+    buf = np.zeros((40, 64), np.float32)
+    out = buf[:, 5:35]
+    matmul(a, b, out=out)
+    assert_close(out, ref_matmul(a, b, False, False), 50)
+    assert np.all(buf[:, :5] == 0) and np.all(buf[:, 35:] == 0)
+
+
+@pytest.mark.parametrize("ta,tb", list(itertools.product([False, True], repeat=2)))
+@pytest.mark.parametrize("batch,m,n,k", [(1, 5, 7, 3), (6, 64, 33, 24), (13, 1, 40, 77), (4, 130, 65, 17), (3, 7, 1, 9)])
+def test_batched(isa, rng, batch, m, n, k, ta, tb):
+    a, b = operands(rng, m, n, k, ta, tb, batch=batch)
+    got = matmul(a, b, trans_a=ta, trans_b=tb)
+    assert got.shape == (batch, m, n)
+    assert_close(got, ref_matmul(a, b, ta, tb), k)
+    # a 2-D operand (or batch of 1) is shared by the whole batch
+    got2 = matmul(a, b[0], trans_a=ta, trans_b=tb)
+    assert_close(got2, ref_matmul(a, b[0], ta, tb), k)
+    got3 = matmul(a[:1], b, trans_a=ta, trans_b=tb)
+    assert_close(got3, ref_matmul(a[:1], b, ta, tb), k)
+
+
+def test_zero_sized(isa, rng):
+    a = np.zeros((0, 5), np.float32)
+    b = np.ones((5, 3), np.float32)
+    assert matmul(a, b).shape == (0, 3)
+    assert matmul(np.ones((4, 5), np.float32), np.ones((5, 0), np.float32)).shape == (4, 0)
+    # K == 0: an empty sum is zero (plus bias / accumulated value)
+    r = matmul(np.ones((4, 0), np.float32), np.ones((0, 3), np.float32))
+    assert r.shape == (4, 3) and np.all(r == 0)
+    out = np.full((4, 3), 2.0, np.float32)
+    matmul(np.ones((4, 0), np.float32), np.ones((0, 3), np.float32), out=out, accumulate=True,
+           bias=np.arange(3, dtype=np.float32))
+    assert np.array_equal(out, np.array([[2, 3, 4]] * 4, np.float32))
+    assert matmul(np.ones((0, 4, 5), np.float32), np.ones((0, 5, 2), np.float32)).shape == (0, 4, 2)
+
+
+def test_isa_variants_agree(rng):
+    a, b = operands(rng, 301, 203, 517, False, True)
+    results = {}
+    prev = irf.isa()
+    try:
+        for name in ("generic", "avx2", "avx512"):
+            if _C.isa_supported(name):
+                _C.select_isa(name)
+                results[name] = matmul(a, b, trans_b=True)
+    finally:
+        _C.select_isa(prev)
+    base = results["generic"]
+    for name, r in results.items():
+        np.testing.assert_allclose(r, base, rtol=1e-4, atol=1e-4, err_msg=name)
+    assert len(results) >= 1
+
+
+def test_reference_twin_matches_kernel(rng):
+    a, b = operands(rng, 77, 45, 130, True, False)
+    bias = rng.standard_normal(45).astype(np.float32)
+    fast = matmul(a, b, trans_a=True, bias=bias)
+    slow = _C.matmul(a, b, True, False, None, False, bias, True)
+    np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("m,n,k", [(2048, 96, 200), (96, 700, 300), (1, 3000, 64), (3000, 1, 64), (5, 9, 11)])
+def test_thread_count_gives_identical_results(rng, threads, m, n, k):
+    a, b = operands(rng, m, n, k, False, False)
+    threads(1)
+    r1 = matmul(a, b)
+    for t in (2, 3, 4):
+        threads(t)
+        assert np.array_equal(matmul(a, b), r1), f"{t} threads differ from 1"
+
+
+def test_batched_thread_count_identical(rng, threads):
+    a, b = operands(rng, 24, 40, 32, False, True, batch=9)
+    threads(1)
+    r1 = matmul(a, b, trans_b=True)
+    threads(2)
+    assert np.array_equal(matmul(a, b, trans_b=True), r1)
+
+
+class TestErrors:
+    def test_dtype(self):
+        a = np.ones((3, 4))
+        with pytest.raises(TypeError, match=r"matmul: a must be float32, got float64 \(convert with a.astype"):
+            matmul(a, np.ones((4, 2), np.float32))
+        with pytest.raises(TypeError, match="matmul: b must be float32, got int64"):
+            matmul(np.ones((3, 4), np.float32), np.ones((4, 2), np.int64))
+        with pytest.raises(TypeError, match="a must be a numpy.ndarray"):
+            matmul([[1.0, 2.0]], np.ones((2, 2), np.float32))
+
+    def test_inner_mismatch_names_both_shapes(self):
+        with pytest.raises(ValueError, match=r"inner dimensions differ.*a \(3, 4\).*b \(5, 2\)"):
+            matmul(np.ones((3, 4), np.float32), np.ones((5, 2), np.float32))
+        with pytest.raises(ValueError, match=r"transposed"):
+            matmul(np.ones((3, 4), np.float32), np.ones((4, 2), np.float32), trans_a=True)
+
+    def test_ndim(self):
+        with pytest.raises(ValueError, match="2-D or 3-D"):
+            matmul(np.ones(4, np.float32), np.ones((4, 2), np.float32))
+        with pytest.raises(ValueError, match="2-D or 3-D"):
+            matmul(np.ones((2, 2, 3, 4), np.float32), np.ones((4, 2), np.float32))
+
+    def test_batch_mismatch(self):
+        with pytest.raises(ValueError, match=r"batch sizes differ: a \(2, 3, 4\) and b \(3, 4, 5\)"):
+            matmul(np.ones((2, 3, 4), np.float32), np.ones((3, 4, 5), np.float32))
+
+    def test_out(self):
+        a, b = np.ones((3, 4), np.float32), np.ones((4, 2), np.float32)
+        with pytest.raises(ValueError, match=r"out has shape \(3, 3\), expected \(3, 2\)"):
+            matmul(a, b, out=np.empty((3, 3), np.float32))
+        with pytest.raises(TypeError, match="out must be float32, got float64"):
+            matmul(a, b, out=np.empty((3, 2)))
+        with pytest.raises(ValueError, match="contiguous in its last dimension"):
+            matmul(a, b, out=np.empty((3, 4), np.float32)[:, ::2])
+        ro = np.empty((3, 2), np.float32)
+        ro.flags.writeable = False
+        with pytest.raises(ValueError, match="out must be writable"):
+            matmul(a, b, out=ro)
+        with pytest.raises(ValueError, match="shares memory"):
+            big = np.ones((4, 4), np.float32)
+            matmul(big, big[:, :2], out=big[:, 2:])
+        with pytest.raises(ValueError, match="accumulate=True needs out="):
+            matmul(a, b, accumulate=True)
+
+    def test_bias(self):
+        a, b = np.ones((3, 4), np.float32), np.ones((4, 2), np.float32)
+        with pytest.raises(ValueError, match=r"bias has shape \(3,\), expected \(2,\)"):
+            matmul(a, b, bias=np.ones(3, np.float32))
+        with pytest.raises(TypeError, match="bias must be float32"):
+            matmul(a, b, bias=np.ones(2))
