@@ -25,6 +25,21 @@ struct KernelTable {
   void (*gemm)(const GemmParams& p);
   // fp32 FMA throughput loop: `iters` rounds of 12 vector FMAs per thread; returns flops done
   double (*fma_burn)(i64 iters, int nthreads);
+
+  // ---- attention (csrc/kernels/attention.cpp) ----
+  // ---- end attention ----
+
+  // ---- norm_act: layernorm, activations, softmax, bias/residual add, column sums
+  //      (csrc/kernels/norm_act.cpp and neighbours) ----
+  // ---- end norm_act ----
+
+  // ---- loss_optim: cross-entropy, embedding, optimizers, grad norm, dropout
+  //      (csrc/kernels/loss_optim.cpp and neighbours) ----
+  // ---- end loss_optim ----
+
+  // ---- elementwise: broadcasting binary ops, unary maps, axis reductions for autograd
+  //      (csrc/kernels/elementwise.cpp) ----
+  // ---- end elementwise ----
 };
 
 // Per-ISA table fillers (each defined in the kernel objects of that ISA).
@@ -43,6 +58,18 @@ bool isa_supported(const std::string& name);
 // Plain scalar twins of every kernel (csrc/reference/), the readable specification.
 namespace ref {
 void gemm(const GemmParams& p);
+
+// ---- attention ----
+// ---- end attention ----
+
+// ---- norm_act ----
+// ---- end norm_act ----
+
+// ---- loss_optim ----
+// ---- end loss_optim ----
+
+// ---- elementwise ----
+// ---- end elementwise ----
 }
 
 }  // namespace irf

@@ -1,18 +1,8 @@
-"""Thin checked wrappers over the C++ kernels.
-
-Every op validates its arguments (in the binding, so a direct ``_C`` call is just as safe),
-allocates its outputs, releases the GIL and calls the kernel of the ISA chosen at import.
-
-Dtype rule for every op: floating inputs must already be float32; anything else raises
-``TypeError`` naming the argument (convert explicitly with ``x.astype(np.float32)``), so no
-silent copy or precision change happens behind the caller's back.  Shape errors raise
-``ValueError`` naming the op, the argument and the shapes involved.
-"""
+"""ironformer.ops.matmul: float32 matrix multiply (see csrc/kernels/gemm.cpp)."""
 from __future__ import annotations
 
-import numpy as np
 
-from . import _C
+from .. import _C
 
 __all__ = ["matmul"]
 

@@ -1,0 +1,11 @@
+// loss_optim.cpp (compiled once per ISA)
+#include "kernels.h"
+#include "simd.h"
+
+namespace irf {
+namespace IRF_ISA {
+
+void register_loss_optim(KernelTable& t) { (void)t; }
+
+}  // namespace IRF_ISA
+}  // namespace irf

@@ -1,0 +1,8 @@
+"""ironformer.ops: elementwise kernels."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _C
+
+__all__: list = []
