@@ -212,7 +212,9 @@ IRF_INLINE vf vselect_lt(vf a, vf b, vf x, vf y) {
 
 // tanh(x).  |x| < 0.625: x + x^3 P(x^2) (Cephes tanhf polynomial); otherwise
 // 1 - 2 / (exp(2|x|) + 1) with the sign of x (exp overflow to +inf gives exactly +-1).
-// MAXERR_TANH measured by tests/test_simd_math.py against float64 over a dense grid.
+// Measured max error (float64 reference, 1.4e7 points in [-12, 12] plus +-[1e-30, 10] log-spaced,
+// every ISA): 8.1e-8 absolute, 1.45e-7 relative (at |x| ~ 0.63); tests/test_simd_math.py asserts
+// <= 1e-7 absolute and <= 2e-7 relative.  NaN gives NaN, +-inf gives +-1.
 IRF_INLINE vf vtanh(vf x) {
   const vf ax = vabs(x);
   const vf z = vmul(ax, ax);
@@ -230,7 +232,9 @@ IRF_INLINE vf vtanh(vf x) {
 // erf(x).  |x| < 0.875: x P(x^2), P of degree 5; otherwise 1 - exp(-x^2) R(1/|x|), R of
 // degree 7 (erfcx), with |x| clamped to 3.95 where erf rounds to 1 in float32; sign of x.
 // Coefficients: our own Chebyshev-node least-squares fits (float64, rounded to float32).
-// MAXERR_ERF measured by tests/test_simd_math.py against float64 over a dense grid.
+// Measured max error (same grid): 1.25e-7 absolute (about 2 ulp, at |x| ~ 0.873), 1.8e-7 relative;
+// tests/test_simd_math.py asserts <= 1.5e-7 absolute and <= 2.5e-7 relative.  NaN gives NaN,
+// +-inf gives +-1.
 IRF_INLINE vf verf(vf x) {
   const vf ax = vabs(x);
   const vf z = vmul(ax, ax);
