@@ -162,26 +162,39 @@ void causal_step(float* cz) {
   for (int x = 0; x < 2 * BLK + W; ++x) cz[x] = x <= BLK ? 0.f : kNegInf;
 }
 
-// Per-thread workspace in floats: forward and backward layouts.
+// The transposed causal step for the forward's S^T tiles: czt[x] = -inf for x < BLK, 0 from
+// BLK on.  Key row j whose first visible query column is Lq in [1, BLK-1] gets, for query
+// column c, bias czt[c - Lq + BLK] (-inf iff c < Lq).
+void causal_step_t(float* czt) {
+  for (int x = 0; x < 2 * BLK + W; ++x) czt[x] = x < BLK ? kNegInf : 0.f;
+}
+
+// Forward per-thread workspace (floats).
 struct FwdWs {
-  float *kt, *s, *o, *m, *l, *kbias, *cz;
-  static i64 floats(i64 HS, i64 HSP) { return HS * BLK + BLK * BLK + BLK * HSP + 3 * BLK + 2 * BLK + W + 8 * 16; }
+  float *qt, *st, *o, *m, *l, *alpha, *kbias, *czt;
+  static i64 floats(i64 HS, i64 HSP) { return HS * BLK + BLK * BLK + BLK * HSP + 4 * BLK + 2 * BLK + W + 8 * 16; }
   FwdWs(float* w, i64 HS, i64 HSP) {
-    kt = w; w += round_up(HS * BLK, 16);
-    s = w; w += BLK * BLK;
+    qt = w; w += round_up(HS * BLK, 16);
+    st = w; w += BLK * BLK;
     o = w; w += BLK * HSP;
     m = w; w += BLK;
     l = w; w += BLK;
+    alpha = w; w += BLK;
     kbias = w; w += BLK;
-    cz = w;
+    czt = w;
   }
 };
 
 // ---------------------------------------------------------------------------------------
-// Forward: one (b, h, query block).
+// Forward: one (b, h, query block).  Scores are formed transposed, S^T = k (q*scale)^T
+// (rows = keys, columns = the block's queries), so that q^T is packed once per block, k rows
+// are read in place, and the online-softmax statistics of 2W..BLK queries sit in vectors.
 void fwd_block(float* out, float* lse, const AttentionArgs& p, i64 b, i64 h, i64 qb, const FwdWs& ws, i64 HSP) {
+  constexpr int MAXV = BLK / W;
   const i64 HS = p.HS, Tq = p.Tq, Tk = p.Tk, off = Tk - Tq;
   const i64 i0 = qb * BLK, nq = Tq - i0 < BLK ? Tq - i0 : BLK, nqp = round_up(nq, MR);
+  const i64 ncq = round_up(nq, NV);            // query columns computed (multiple of 2W)
+  const int nv = int(ncq / W);
   const float* qb_ = p.q + b * p.q_bs + h * p.q_hs;
   const float* kb_ = p.k + b * p.k_bs + h * p.k_hs;
   const float* vb_ = p.v + b * p.v_bs + h * p.v_hs;
@@ -189,70 +202,84 @@ void fwd_block(float* out, float* lse, const AttentionArgs& p, i64 b, i64 h, i64
   float* orow = out + ((b * p.NH + h) * Tq + i0) * HS;
   float* lrow = lse + (b * p.NH + h) * Tq + i0;
 
-  const float* qrow[BLK];
-  for (i64 r = 0; r < nqp; ++r) qrow[r] = qb_ + (r < nq ? i0 + r : i0 + nq - 1) * p.q_ts;   // pad rows repeat the last
+  // qt[d*BLK + c] = q[i0 + c][d] * scale (0 for padding columns)
+  for (i64 c = 0; c < nq; ++c) {
+    const float* s = qb_ + (i0 + c) * p.q_ts;
+    for (i64 d = 0; d < HS; ++d) ws.qt[d * BLK + c] = s[d] * p.scale;
+  }
+  for (i64 d = 0; d < HS; ++d)
+    for (i64 c = nq; c < ncq; ++c) ws.qt[d * BLK + c] = 0.f;
   float* crow[BLK];
-  for (i64 r = 0; r < nqp; ++r) crow[r] = ws.o + r * HSP;
   for (i64 r = 0; r < nqp; ++r) {
-    ws.m[r] = kNegInf;
-    ws.l[r] = 0.f;
+    crow[r] = ws.o + r * HSP;
     for (i64 c = 0; c < HSP; c += W) vstore(ws.o + r * HSP + c, vzero());
   }
+  for (i64 c = 0; c < ncq; ++c) { ws.m[c] = kNegInf; ws.l[c] = 0.f; }
   // keys j < kend can be seen by some row of the block (causal: row i sees j <= i + off)
   i64 kend = Tk;
   if (p.causal && i0 + nq + off < kend) kend = i0 + nq + off;
-  const vf vscale = vset1(p.scale);
+  const float* krow[BLK];
 
   for (i64 j0 = 0; j0 < kend; j0 += BLK) {
-    const i64 nk = Tk - j0 < BLK ? Tk - j0 : BLK, ncols = round_up(nk, NV);
+    const i64 nk = Tk - j0 < BLK ? Tk - j0 : BLK, nkp = round_up(nk, MR);
     if (!key_bias(ws.kbias, mask, j0, nk)) continue;   // every key of the block is padding
-    pack_t(ws.kt, kb_ + j0 * p.k_ts, p.k_ts, nk, HS);
-    // S = q k^T  (raw dot products)
-    for (i64 r0 = 0; r0 < nqp; r0 += MR)
-      for (i64 c0 = 0; c0 < ncols; c0 += NV) tile_abt(ws.s + r0 * BLK + c0, BLK, qrow + r0, ws.kt + c0, BLK, HS);
-    // online softmax: x = S*scale + masks; m' = max(m, rowmax x); p = exp(x - m');
-    // l = l*exp(m - m') + rowsum p; o = o*exp(m - m')
+    for (i64 r = 0; r < nkp; ++r) krow[r] = kb_ + (r < nk ? j0 + r : j0 + nk - 1) * p.k_ts;
+    // S^T = k (q*scale)^T
+    for (i64 r0 = 0; r0 < nkp; r0 += MR)
+      for (i64 c0 = 0; c0 < ncq; c0 += NV) tile_abt(ws.st + r0 * BLK + c0, BLK, krow + r0, ws.qt + c0, BLK, HS);
+    // online softmax over the key rows: x = S + masks; m' = max(m, colmax x); p = exp(x - m');
+    // l = l*exp(m - m') + colsum p; o = o*exp(m - m')
     const bool diag = p.causal && j0 + nk - 1 > i0 + off;   // the tile crosses the diagonal
-    for (i64 r = 0; r < nqp; ++r) {
-      float* sr = ws.s + r * BLK;
-      const float* cz = nullptr;
-      if (diag) {
-        i64 L = (r < nq ? i0 + r : i0 + nq - 1) + off - j0;   // last visible key of the row
-        if (L < -1) L = -1;
-        if (L < ncols - 1) cz = ws.cz + BLK - L;
-      }
-      vf vmx = vset1(kNegInf);
-      for (i64 c = 0; c < ncols; c += W) {
-        vf x = vfma(vload(sr + c), vscale, vload(ws.kbias + c));
-        if (cz) x = vadd(x, vload(cz + c));
-        vstore(sr + c, x);
-        vmx = vmax(vmx, x);
-      }
-      const float mold = ws.m[r];
-      const float mx = vreduce_max(vmx);
-      const float mnew = mx > mold ? mx : mold;
-      if (mnew == kNegInf) {                 // no visible key yet: p = 0
-        for (i64 c = 0; c < ncols; c += W) vstore(sr + c, vzero());
-        continue;
-      }
-      const vf vm = vset1(mnew);
-      vf vs = vzero();
-      for (i64 c = 0; c < ncols; c += W) {
-        const vf e = vexp(vsub(vload(sr + c), vm));
-        vstore(sr + c, e);
-        vs = vadd(vs, e);
-      }
-      const float alpha = mold == kNegInf ? 0.f : std::exp(mold - mnew);
-      ws.l[r] = ws.l[r] * alpha + vreduce_add(vs);
-      ws.m[r] = mnew;
-      if (alpha != 1.f) {
-        const vf va = vset1(alpha);
-        float* o = ws.o + r * HSP;
-        for (i64 c = 0; c < HSP; c += W) vstore(o + c, vmul(vload(o + c), va));
+    vf vmx[MAXV];
+    for (int v = 0; v < nv; ++v) vmx[v] = vset1(kNegInf);
+    for (i64 j = 0; j < nk; ++j) {
+      float* sj = ws.st + j * BLK;
+      i64 Lq = 0;                                   // first query column that sees key j
+      if (diag) Lq = j0 + j - off - i0;
+      if (ws.kbias[j] != 0.f || Lq >= ncq) { ws.kbias[j] = kNegInf; continue; }   // key seen by none
+      if (Lq > 0) {
+        const float* cz = ws.czt + BLK - Lq;
+        for (int v = 0; v < nv; ++v) {
+          const vf x = vadd(vload(sj + v * W), vload(cz + v * W));
+          vstore(sj + v * W, x);
+          vmx[v] = vmax(vmx[v], x);
+        }
+      } else {
+        for (int v = 0; v < nv; ++v) vmx[v] = vmax(vmx[v], vload(sj + v * W));
       }
     }
-    // o += P v
-    for (i64 r0 = 0; r0 < nqp; r0 += MR) tile_ab(crow + r0, ws.s + r0 * BLK, BLK, 1, vb_ + j0 * p.v_ts, p.v_ts, nk, HS);
+    vf mu[MAXV], lsum[MAXV];
+    const vf lowest = vset1(-3.4028234663852886e38f);
+    for (int v = 0; v < nv; ++v) {
+      const vf mold = vload(ws.m + v * W), mnew = vmax(vmx[v], mold);
+      mu[v] = vmax(mnew, lowest);                   // keeps exp(x - mu) = 0 when nothing is seen
+      vstore(ws.alpha + v * W, vexp(vsub(mold, mu[v])));
+      vstore(ws.m + v * W, mnew);
+      lsum[v] = vzero();
+    }
+    for (i64 j = 0; j < nk; ++j) {
+      float* sj = ws.st + j * BLK;
+      if (ws.kbias[j] != 0.f) {
+        for (int v = 0; v < nv; ++v) vstore(sj + v * W, vzero());
+        continue;
+      }
+      for (int v = 0; v < nv; ++v) {
+        const vf e = vexp(vsub(vload(sj + v * W), mu[v]));
+        vstore(sj + v * W, e);
+        lsum[v] = vadd(lsum[v], e);
+      }
+    }
+    for (int v = 0; v < nv; ++v)
+      vstore(ws.l + v * W, vfma(vload(ws.l + v * W), vload(ws.alpha + v * W), lsum[v]));
+    for (i64 r = 0; r < nq; ++r) {
+      const float a = ws.alpha[r];
+      if (a == 1.f) continue;
+      const vf va = vset1(a);
+      float* o = ws.o + r * HSP;
+      for (i64 c = 0; c < HSP; c += W) vstore(o + c, vmul(vload(o + c), va));
+    }
+    // o += P v  (P^T is the tile: a(r, t) = st[t*BLK + r])
+    for (i64 r0 = 0; r0 < nqp; r0 += MR) tile_ab(crow + r0, ws.st + r0, 1, BLK, vb_ + j0 * p.v_ts, p.v_ts, nk, HS);
   }
   // out = o / l, lse = m + log l  (a row with no visible key: out 0, lse -inf)
   for (i64 r = 0; r < nq; ++r) {
@@ -272,6 +299,7 @@ void fwd_block(float* out, float* lse, const AttentionArgs& p, i64 b, i64 h, i64
   }
 }
 
+
 // out (B, NH, Tq, HS), lse (B, NH, Tq)
 void attention_forward(float* out, float* lse, const AttentionArgs& p) {
   const i64 nqb = ceil_div(p.Tq, BLK), units = p.B * p.NH * nqb;
@@ -284,7 +312,7 @@ void attention_forward(float* out, float* lse, const AttentionArgs& p) {
   {
     flush_denormals();
     FwdWs ws(static_cast<float*>(workspace(kWsScratch0, bytes)), p.HS, HSP);
-    causal_step(ws.cz);
+    causal_step_t(ws.czt);
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
