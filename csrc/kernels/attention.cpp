@@ -39,6 +39,7 @@ constexpr int MR = 4;
 #endif
 constexpr int NV = 2 * W;        // key columns of one tile_abt call
 constexpr int BLK = 8 * MR;      // query and key block: a multiple of MR and of NV
+constexpr int BQF = 2 * BLK;     // the forward's query block
 constexpr float kNegInf = -__builtin_inff();
 
 // s[r*lds + c] = sum_{d < HS} arow[r][d] * bt[d*ldb + c]   for r < MR, c < 2W.
@@ -162,24 +163,24 @@ void causal_step(float* cz) {
   for (int x = 0; x < 2 * BLK + W; ++x) cz[x] = x <= BLK ? 0.f : kNegInf;
 }
 
-// The transposed causal step for the forward's S^T tiles: czt[x] = -inf for x < BLK, 0 from
-// BLK on.  Key row j whose first visible query column is Lq in [1, BLK-1] gets, for query
-// column c, bias czt[c - Lq + BLK] (-inf iff c < Lq).
+// The transposed causal step for the forward's S^T tiles: czt[x] = -inf for x < BQF, 0 from
+// BQF on.  Key row j whose first visible query column is Lq in [1, BQF-1] gets, for query
+// column c, bias czt[c - Lq + BQF] (-inf iff c < Lq).
 void causal_step_t(float* czt) {
-  for (int x = 0; x < 2 * BLK + W; ++x) czt[x] = x < BLK ? kNegInf : 0.f;
+  for (int x = 0; x < 2 * BQF + W; ++x) czt[x] = x < BQF ? kNegInf : 0.f;
 }
 
 // Forward per-thread workspace (floats).
 struct FwdWs {
   float *qt, *st, *o, *m, *l, *alpha, *kbias, *czt;
-  static i64 floats(i64 HS, i64 HSP) { return HS * BLK + BLK * BLK + BLK * HSP + 4 * BLK + 2 * BLK + W + 8 * 16; }
+  static i64 floats(i64 HS, i64 HSP) { return HS * BQF + BLK * BQF + BQF * HSP + 4 * BQF + 2 * BQF + W + 8 * 16; }
   FwdWs(float* w, i64 HS, i64 HSP) {
-    qt = w; w += round_up(HS * BLK, 16);
-    st = w; w += BLK * BLK;
-    o = w; w += BLK * HSP;
-    m = w; w += BLK;
-    l = w; w += BLK;
-    alpha = w; w += BLK;
+    qt = w; w += round_up(HS * BQF, 16);
+    st = w; w += BLK * BQF;
+    o = w; w += BQF * HSP;
+    m = w; w += BQF;
+    l = w; w += BQF;
+    alpha = w; w += BQF;
     kbias = w; w += BLK;
     czt = w;
   }
@@ -188,11 +189,11 @@ struct FwdWs {
 // ---------------------------------------------------------------------------------------
 // Forward: one (b, h, query block).  Scores are formed transposed, S^T = k (q*scale)^T
 // (rows = keys, columns = the block's queries), so that q^T is packed once per block, k rows
-// are read in place, and the online-softmax statistics of 2W..BLK queries sit in vectors.
+// are read in place, and the online-softmax statistics of 2W..BQF queries sit in vectors.
 void fwd_block(float* out, float* lse, const AttentionArgs& p, i64 b, i64 h, i64 qb, const FwdWs& ws, i64 HSP) {
-  constexpr int MAXV = BLK / W;
+  constexpr int MAXV = BQF / W;
   const i64 HS = p.HS, Tq = p.Tq, Tk = p.Tk, off = Tk - Tq;
-  const i64 i0 = qb * BLK, nq = Tq - i0 < BLK ? Tq - i0 : BLK, nqp = round_up(nq, MR);
+  const i64 i0 = qb * BQF, nq = Tq - i0 < BQF ? Tq - i0 : BQF, nqp = round_up(nq, MR);
   const i64 ncq = round_up(nq, NV);            // query columns computed (multiple of 2W)
   const int nv = int(ncq / W);
   const float* qb_ = p.q + b * p.q_bs + h * p.q_hs;
@@ -202,14 +203,14 @@ void fwd_block(float* out, float* lse, const AttentionArgs& p, i64 b, i64 h, i64
   float* orow = out + ((b * p.NH + h) * Tq + i0) * HS;
   float* lrow = lse + (b * p.NH + h) * Tq + i0;
 
-  // qt[d*BLK + c] = q[i0 + c][d] * scale (0 for padding columns)
+  // qt[d*BQF + c] = q[i0 + c][d] * scale (0 for padding columns)
   for (i64 c = 0; c < nq; ++c) {
     const float* s = qb_ + (i0 + c) * p.q_ts;
-    for (i64 d = 0; d < HS; ++d) ws.qt[d * BLK + c] = s[d] * p.scale;
+    for (i64 d = 0; d < HS; ++d) ws.qt[d * BQF + c] = s[d] * p.scale;
   }
   for (i64 d = 0; d < HS; ++d)
-    for (i64 c = nq; c < ncq; ++c) ws.qt[d * BLK + c] = 0.f;
-  float* crow[BLK];
+    for (i64 c = nq; c < ncq; ++c) ws.qt[d * BQF + c] = 0.f;
+  float* crow[BQF];
   for (i64 r = 0; r < nqp; ++r) {
     crow[r] = ws.o + r * HSP;
     for (i64 c = 0; c < HSP; c += W) vstore(ws.o + r * HSP + c, vzero());
@@ -226,19 +227,19 @@ void fwd_block(float* out, float* lse, const AttentionArgs& p, i64 b, i64 h, i64
     for (i64 r = 0; r < nkp; ++r) krow[r] = kb_ + (r < nk ? j0 + r : j0 + nk - 1) * p.k_ts;
     // S^T = k (q*scale)^T
     for (i64 r0 = 0; r0 < nkp; r0 += MR)
-      for (i64 c0 = 0; c0 < ncq; c0 += NV) tile_abt(ws.st + r0 * BLK + c0, BLK, krow + r0, ws.qt + c0, BLK, HS);
+      for (i64 c0 = 0; c0 < ncq; c0 += NV) tile_abt(ws.st + r0 * BQF + c0, BQF, krow + r0, ws.qt + c0, BQF, HS);
     // online softmax over the key rows: x = S + masks; m' = max(m, colmax x); p = exp(x - m');
     // l = l*exp(m - m') + colsum p; o = o*exp(m - m')
     const bool diag = p.causal && j0 + nk - 1 > i0 + off;   // the tile crosses the diagonal
     vf vmx[MAXV];
     for (int v = 0; v < nv; ++v) vmx[v] = vset1(kNegInf);
     for (i64 j = 0; j < nk; ++j) {
-      float* sj = ws.st + j * BLK;
+      float* sj = ws.st + j * BQF;
       i64 Lq = 0;                                   // first query column that sees key j
       if (diag) Lq = j0 + j - off - i0;
       if (ws.kbias[j] != 0.f || Lq >= ncq) { ws.kbias[j] = kNegInf; continue; }   // key seen by none
       if (Lq > 0) {
-        const float* cz = ws.czt + BLK - Lq;
+        const float* cz = ws.czt + BQF - Lq;
         for (int v = 0; v < nv; ++v) {
           const vf x = vadd(vload(sj + v * W), vload(cz + v * W));
           vstore(sj + v * W, x);
@@ -258,7 +259,7 @@ void fwd_block(float* out, float* lse, const AttentionArgs& p, i64 b, i64 h, i64
       lsum[v] = vzero();
     }
     for (i64 j = 0; j < nk; ++j) {
-      float* sj = ws.st + j * BLK;
+      float* sj = ws.st + j * BQF;
       if (ws.kbias[j] != 0.f) {
         for (int v = 0; v < nv; ++v) vstore(sj + v * W, vzero());
         continue;
@@ -278,8 +279,8 @@ void fwd_block(float* out, float* lse, const AttentionArgs& p, i64 b, i64 h, i64
       float* o = ws.o + r * HSP;
       for (i64 c = 0; c < HSP; c += W) vstore(o + c, vmul(vload(o + c), va));
     }
-    // o += P v  (P^T is the tile: a(r, t) = st[t*BLK + r])
-    for (i64 r0 = 0; r0 < nqp; r0 += MR) tile_ab(crow + r0, ws.st + r0, 1, BLK, vb_ + j0 * p.v_ts, p.v_ts, nk, HS);
+    // o += P v  (P^T is the tile: a(r, t) = st[t*BQF + r])
+    for (i64 r0 = 0; r0 < nqp; r0 += MR) tile_ab(crow + r0, ws.st + r0, 1, BQF, vb_ + j0 * p.v_ts, p.v_ts, nk, HS);
   }
   // out = o / l, lse = m + log l  (a row with no visible key: out 0, lse -inf)
   for (i64 r = 0; r < nq; ++r) {
@@ -302,7 +303,7 @@ void fwd_block(float* out, float* lse, const AttentionArgs& p, i64 b, i64 h, i64
 
 // out (B, NH, Tq, HS), lse (B, NH, Tq)
 void attention_forward(float* out, float* lse, const AttentionArgs& p) {
-  const i64 nqb = ceil_div(p.Tq, BLK), units = p.B * p.NH * nqb;
+  const i64 nqb = ceil_div(p.Tq, BQF), units = p.B * p.NH * nqb;
   if (units == 0) return;
   const i64 HSP = round_up(p.HS, W);
   const std::size_t bytes = std::size_t(FwdWs::floats(p.HS, HSP)) * sizeof(float);
