@@ -40,6 +40,7 @@ constexpr int MR = 4;
 constexpr int NV = 2 * W;        // key columns of one tile_abt call
 constexpr int BLK = 8 * MR;      // query and key block: a multiple of MR and of NV
 constexpr int BQF = 2 * BLK;     // the forward's query block
+constexpr int BKB = 2 * BLK;     // the backward's key block
 constexpr float kNegInf = -__builtin_inff();
 
 // s[r*lds + c] = sum_{d < HS} arow[r][d] * bt[d*ldb + c]   for r < MR, c < 2W.
@@ -134,22 +135,22 @@ IRF_INLINE void tile_ab(float* const* crow, const float* __restrict a, i64 ars, 
   for (int r = 0; r < MR; ++r) { vstore(crow[r] + c0, acc0[r]); vstore_part(crow[r] + c0 + W, acc1[r], n1); }
 }
 
-// dst[d*BLK + j] = src[j*ts + d] for j < nk, 0 for nk <= j < BLK  (a key block, transposed).
+// dst[d*BKB + j] = src[j*ts + d] for j < nk, 0 for nk <= j < BKB  (a key block, transposed).
 void pack_t(float* __restrict dst, const float* src, i64 ts, i64 nk, i64 HS) {
   for (i64 j = 0; j < nk; ++j) {
     const float* s = src + j * ts;
-    for (i64 d = 0; d < HS; ++d) dst[d * BLK + j] = s[d];
+    for (i64 d = 0; d < HS; ++d) dst[d * BKB + j] = s[d];
   }
-  if (nk < BLK)
+  if (nk < BKB)
     for (i64 d = 0; d < HS; ++d)
-      for (i64 j = nk; j < BLK; ++j) dst[d * BLK + j] = 0.f;
+      for (i64 j = nk; j < BKB; ++j) dst[d * BKB + j] = 0.f;
 }
 
 // kbias[j] = 0 for a real key of the block (j < nk, key mask set), -inf otherwise; returns
 // whether any key of the block is real.
-bool key_bias(float* kbias, const std::uint8_t* mask, i64 j0, i64 nk) {
+bool key_bias(float* kbias, const std::uint8_t* mask, i64 j0, i64 nk, i64 n) {
   bool any = false;
-  for (i64 j = 0; j < BLK; ++j) {
+  for (i64 j = 0; j < n; ++j) {
     const bool real = j < nk && (!mask || mask[j0 + j]);
     kbias[j] = real ? 0.f : kNegInf;
     any |= real;
@@ -157,10 +158,10 @@ bool key_bias(float* kbias, const std::uint8_t* mask, i64 j0, i64 nk) {
   return any;
 }
 
-// The causal step: cz[x] = 0 for x <= BLK, -inf above.  Key j of a row whose last visible key
-// (relative to the block) is L in [-1, BLK-1] gets bias cz[j - L + BLK] (-inf iff j > L).
+// The causal step: cz[x] = 0 for x <= BKB, -inf above.  Key j of a row whose last visible key
+// (relative to the block) is L in [-1, BKB-1] gets bias cz[j - L + BKB] (-inf iff j > L).
 void causal_step(float* cz) {
-  for (int x = 0; x < 2 * BLK + W; ++x) cz[x] = x <= BLK ? 0.f : kNegInf;
+  for (int x = 0; x < 2 * BKB + W; ++x) cz[x] = x <= BKB ? 0.f : kNegInf;
 }
 
 // The transposed causal step for the forward's S^T tiles: czt[x] = -inf for x < BQF, 0 from
@@ -223,7 +224,7 @@ void fwd_block(float* out, float* lse, const AttentionArgs& p, i64 b, i64 h, i64
 
   for (i64 j0 = 0; j0 < kend; j0 += BLK) {
     const i64 nk = Tk - j0 < BLK ? Tk - j0 : BLK, nkp = round_up(nk, MR);
-    if (!key_bias(ws.kbias, mask, j0, nk)) continue;   // every key of the block is padding
+    if (!key_bias(ws.kbias, mask, j0, nk, BLK)) continue;   // every key of the block is padding
     for (i64 r = 0; r < nkp; ++r) krow[r] = kb_ + (r < nk ? j0 + r : j0 + nk - 1) * p.k_ts;
     // S^T = k (q*scale)^T
     for (i64 r0 = 0; r0 < nkp; r0 += MR)
@@ -332,17 +333,17 @@ void attention_forward(float* out, float* lse, const AttentionArgs& p) {
 struct BwdWs {
   float *kt, *vt, *s, *dp, *dk, *dv, *kbias, *cz, *dummy;
   static i64 floats(i64 HS, i64 HSP) {
-    return 2 * round_up(HS * BLK, 16) + 2 * BLK * BLK + 2 * BLK * HSP + BLK + 2 * BLK + W + HSP + 8 * 16;
+    return 2 * round_up(HS * BKB, 16) + 2 * BLK * BKB + 2 * BKB * HSP + BKB + round_up(2 * BKB + W, 16) + HSP + 8 * 16;
   }
   BwdWs(float* w, i64 HS, i64 HSP) {
-    kt = w; w += round_up(HS * BLK, 16);
-    vt = w; w += round_up(HS * BLK, 16);
-    s = w; w += BLK * BLK;
-    dp = w; w += BLK * BLK;
-    dk = w; w += BLK * HSP;
-    dv = w; w += BLK * HSP;
-    kbias = w; w += BLK;
-    cz = w; w += round_up(2 * BLK + W, 16);
+    kt = w; w += round_up(HS * BKB, 16);
+    vt = w; w += round_up(HS * BKB, 16);
+    s = w; w += BLK * BKB;
+    dp = w; w += BLK * BKB;
+    dk = w; w += BKB * HSP;
+    dv = w; w += BKB * HSP;
+    kbias = w; w += BKB;
+    cz = w; w += round_up(2 * BKB + W, 16);
     dummy = w;
   }
 };
@@ -351,7 +352,7 @@ struct BwdWs {
 void bwd_unit(float* dqh, float* dk, float* dv, const float* dout, const float* D, const float* lse,
               const AttentionArgs& p, i64 b, i64 h, i64 g, i64 G, const BwdWs& ws, i64 HSP) {
   const i64 HS = p.HS, Tq = p.Tq, Tk = p.Tk, off = Tk - Tq;
-  const i64 bh = b * p.NH + h, nkb = ceil_div(Tk, BLK), nqb = ceil_div(Tq, BLK);
+  const i64 bh = b * p.NH + h, nkb = ceil_div(Tk, BKB), nqb = ceil_div(Tq, BLK);
   const float* qb_ = p.q + b * p.q_bs + h * p.q_hs;
   const float* kb_ = p.k + b * p.k_bs + h * p.k_hs;
   const float* vb_ = p.v + b * p.v_bs + h * p.v_hs;
@@ -363,18 +364,18 @@ void bwd_unit(float* dqh, float* dk, float* dv, const float* dout, const float* 
   const float* qrow[BLK];
   const float* drow[BLK];
   float* crow[BLK];
-  float* dkrow[BLK];
-  float* dvrow[BLK];
-  for (int r = 0; r < BLK; ++r) { dkrow[r] = ws.dk + r * HSP; dvrow[r] = ws.dv + r * HSP; }
+  float* dkrow[BKB];
+  float* dvrow[BKB];
+  for (int r = 0; r < BKB; ++r) { dkrow[r] = ws.dk + r * HSP; dvrow[r] = ws.dv + r * HSP; }
 
   for (i64 kb = g; kb < nkb; kb += G) {
-    const i64 j0 = kb * BLK, nk = Tk - j0 < BLK ? Tk - j0 : BLK, ncols = round_up(nk, NV), nkp = round_up(nk, MR);
+    const i64 j0 = kb * BKB, nk = Tk - j0 < BKB ? Tk - j0 : BKB, ncols = round_up(nk, NV), nkp = round_up(nk, MR);
     float* dkd = dk + (bh * Tk + j0) * HS;
     float* dvd = dv + (bh * Tk + j0) * HS;
     // queries that see some key of the block: i + off >= j0
     i64 qstart = 0;
     if (p.causal && j0 - off > 0) qstart = j0 - off;
-    if (!key_bias(ws.kbias, mask, j0, nk) || qstart >= Tq) {   // no query sees these keys
+    if (!key_bias(ws.kbias, mask, j0, nk, BKB) || qstart >= Tq) {   // no query sees these keys
       for (i64 i = 0; i < nk * HS; ++i) { dkd[i] = 0.f; dvd[i] = 0.f; }
       continue;
     }
@@ -394,13 +395,13 @@ void bwd_unit(float* dqh, float* dk, float* dv, const float* dout, const float* 
       // (f1) S = q k^T;  dP = dout v^T
       for (i64 r0 = 0; r0 < nqp; r0 += MR)
         for (i64 c0 = 0; c0 < ncols; c0 += NV) {
-          tile_abt(ws.s + r0 * BLK + c0, BLK, qrow + r0, ws.kt + c0, BLK, HS);
-          tile_abt(ws.dp + r0 * BLK + c0, BLK, drow + r0, ws.vt + c0, BLK, HS);
+          tile_abt(ws.s + r0 * BKB + c0, BKB, qrow + r0, ws.kt + c0, BKB, HS);
+          tile_abt(ws.dp + r0 * BKB + c0, BKB, drow + r0, ws.vt + c0, BKB, HS);
         }
       const bool diag = p.causal && j0 + nk - 1 > i0 + off;
       for (i64 r = 0; r < nq; ++r) {
-        float* sr = ws.s + r * BLK;
-        float* dpr = ws.dp + r * BLK;
+        float* sr = ws.s + r * BKB;
+        float* dpr = ws.dp + r * BKB;
         const float L = lh[i0 + r];
         if (L == kNegInf) {                    // a row with no visible key: P = 0, dS = 0
           for (i64 c = 0; c < ncols; c += W) { vstore(sr + c, vzero()); vstore(dpr + c, vzero()); }
@@ -410,7 +411,7 @@ void bwd_unit(float* dqh, float* dk, float* dv, const float* dout, const float* 
         if (diag) {
           i64 Lk = i0 + r + off - j0;
           if (Lk < -1) Lk = -1;
-          if (Lk < ncols - 1) cz = ws.cz + BLK - Lk;
+          if (Lk < ncols - 1) cz = ws.cz + BKB - Lk;
         }
         const vf vl = vset1(L), vd = vset1(Dh[i0 + r]);
         for (i64 c = 0; c < ncols; c += W) {
@@ -424,11 +425,11 @@ void bwd_unit(float* dqh, float* dk, float* dv, const float* dout, const float* 
       }
       // dV += P^T dout;  dK += (scale dS)^T q   (rows = keys of the block)
       for (i64 r0 = 0; r0 < nkp; r0 += MR) {
-        tile_ab(dvrow + r0, ws.s + r0, 1, BLK, dob + i0 * HS, HS, nq, HS);
-        tile_ab(dkrow + r0, ws.dp + r0, 1, BLK, qb_ + i0 * p.q_ts, p.q_ts, nq, HS);
+        tile_ab(dvrow + r0, ws.s + r0, 1, BKB, dob + i0 * HS, HS, nq, HS);
+        tile_ab(dkrow + r0, ws.dp + r0, 1, BKB, qb_ + i0 * p.q_ts, p.q_ts, nq, HS);
       }
       // dQ += (scale dS) k
-      for (i64 r0 = 0; r0 < nqp; r0 += MR) tile_ab(crow + r0, ws.dp + r0 * BLK, BLK, 1, kb_ + j0 * p.k_ts, p.k_ts, nk, HS);
+      for (i64 r0 = 0; r0 < nqp; r0 += MR) tile_ab(crow + r0, ws.dp + r0 * BKB, BKB, 1, kb_ + j0 * p.k_ts, p.k_ts, nk, HS);
     }
     for (i64 r = 0; r < nk; ++r)
       for (i64 c = 0; c < HS; ++c) { dkd[r * HS + c] = ws.dk[r * HSP + c]; dvd[r * HS + c] = ws.dv[r * HSP + c]; }
@@ -448,7 +449,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                         const AttentionArgs& p) {
   const i64 HS = p.HS, Tq = p.Tq, Tk = p.Tk, BNH = p.B * p.NH;
   if (BNH == 0 || HS == 0) return;
-  const i64 nkb = ceil_div(Tk, BLK), G = key_chunks(BNH, nkb);
+  const i64 nkb = ceil_div(Tk, BKB), G = key_chunks(BNH, nkb);
   const i64 nrows = BNH * Tq;
   const i64 qsize = BNH * Tq * HS;
   // D (BNH*Tq) then the partial dq buffers of chunks 1..G-1
