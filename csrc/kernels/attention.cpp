@@ -302,10 +302,147 @@ void fwd_block(float* out, float* lse, const AttentionArgs& p, i64 b, i64 h, i64
 }
 
 
+// ---------------------------------------------------------------------------------------
+// Forward for a few queries (Tq <= kRowTq: KV-cache decoding): one unit per (b, h, query);
+// the query's Tk scores are kept in a per-thread row (O(Tk), never O(Tq*Tk)), then
+// out = sum_j softmax(s)_j v_j.  Reads k and v once, with no padding of the query block.
+constexpr i64 kRowTq = 4;
+
+// s = q . k_j * scale for j in [0, n) (4 keys at a time for independent chains)
+void row_scores(float* __restrict s, const float* q, const float* k, i64 ts, i64 n, i64 HS, float scale) {
+  i64 j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const float* k0 = k + j * ts;
+    vf a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
+    i64 c = 0;
+    for (; c + W <= HS; c += W) {
+      const vf x = vload(q + c);
+      a0 = vfma(x, vload(k0 + c), a0);
+      a1 = vfma(x, vload(k0 + ts + c), a1);
+      a2 = vfma(x, vload(k0 + 2 * ts + c), a2);
+      a3 = vfma(x, vload(k0 + 3 * ts + c), a3);
+    }
+    if (c < HS) {
+      const int r = int(HS - c);
+      const vf x = vload_part(q + c, r);
+      a0 = vfma(x, vload_part(k0 + c, r), a0);
+      a1 = vfma(x, vload_part(k0 + ts + c, r), a1);
+      a2 = vfma(x, vload_part(k0 + 2 * ts + c, r), a2);
+      a3 = vfma(x, vload_part(k0 + 3 * ts + c, r), a3);
+    }
+    s[j] = vreduce_add(a0) * scale;
+    s[j + 1] = vreduce_add(a1) * scale;
+    s[j + 2] = vreduce_add(a2) * scale;
+    s[j + 3] = vreduce_add(a3) * scale;
+  }
+  for (; j < n; ++j) {
+    const float* kj = k + j * ts;
+    vf a = vzero();
+    i64 c = 0;
+    for (; c + W <= HS; c += W) a = vfma(vload(q + c), vload(kj + c), a);
+    if (c < HS) a = vfma(vload_part(q + c, int(HS - c)), vload_part(kj + c, int(HS - c)), a);
+    s[j] = vreduce_add(a) * scale;
+  }
+}
+
+void fwd_row(float* out, float* lse, const AttentionArgs& p, i64 b, i64 h, i64 i, float* s) {
+  const i64 HS = p.HS, Tk = p.Tk;
+  const float* q = p.q + b * p.q_bs + h * p.q_hs + i * p.q_ts;
+  const float* kb_ = p.k + b * p.k_bs + h * p.k_hs;
+  const float* vb_ = p.v + b * p.v_bs + h * p.v_hs;
+  const std::uint8_t* mask = p.key_mask ? p.key_mask + b * Tk : nullptr;
+  float* o = out + ((b * p.NH + h) * p.Tq + i) * HS;
+  float* l_out = lse + (b * p.NH + h) * p.Tq + i;
+  i64 n = Tk;                                            // keys j < n may be visible
+  if (p.causal && i + (Tk - p.Tq) + 1 < n) n = i + (Tk - p.Tq) + 1;
+  if (n < 0) n = 0;
+  row_scores(s, q, kb_, p.k_ts, n, HS, p.scale);
+  if (mask)
+    for (i64 j = 0; j < n; ++j)
+      if (!mask[j]) s[j] = kNegInf;
+  // softmax: m = max s, p = exp(s - m), l = sum p
+  vf vmx = vset1(kNegInf);
+  i64 j = 0;
+  for (; j + W <= n; j += W) vmx = vmax(vmx, vload(s + j));
+  float m = vreduce_max(vmx);
+  for (; j < n; ++j) m = s[j] > m ? s[j] : m;
+  if (m == kNegInf) {                                    // no visible key
+    for (i64 c = 0; c < HS; ++c) o[c] = 0.f;
+    *l_out = kNegInf;
+    return;
+  }
+  const vf vm = vset1(m);
+  vf vs = vzero();
+  for (j = 0; j + W <= n; j += W) {
+    const vf e = vexp(vsub(vload(s + j), vm));
+    vstore(s + j, e);
+    vs = vadd(vs, e);
+  }
+  if (j < n) {
+    const int r = int(n - j);
+    const vf e = vexp(vsub(vload_part(s + j, r), vm));   // lanes past n hold exp(-m): not stored,
+    vstore_part(s + j, e, r);
+    vs = vadd(vs, vload_part(s + j, r));                 // and not summed (re-read the r stored)
+  }
+  const float l = vreduce_add(vs);
+  // out = (sum_j p_j v_j) / l, 4W columns at a time
+  const float inv = 1.f / l;
+  for (i64 c0 = 0; c0 < HS; c0 += 4 * W) {
+    const i64 nc = HS - c0 < 4 * W ? HS - c0 : 4 * W;
+    vf a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
+    if (nc == 4 * W) {
+      for (i64 t = 0; t < n; ++t) {
+        const float* vr = vb_ + t * p.v_ts + c0;
+        const vf pt = vset1(s[t]);
+        a0 = vfma(pt, vload(vr), a0);
+        a1 = vfma(pt, vload(vr + W), a1);
+        a2 = vfma(pt, vload(vr + 2 * W), a2);
+        a3 = vfma(pt, vload(vr + 3 * W), a3);
+      }
+      const vf vi = vset1(inv);
+      vstore(o + c0, vmul(a0, vi));
+      vstore(o + c0 + W, vmul(a1, vi));
+      vstore(o + c0 + 2 * W, vmul(a2, vi));
+      vstore(o + c0 + 3 * W, vmul(a3, vi));
+    } else {
+      alignas(64) float acc[4 * W] = {};
+      for (i64 t = 0; t < n; ++t) {
+        const float* vr = vb_ + t * p.v_ts + c0;
+        const vf pt = vset1(s[t]);
+        for (i64 c = 0; c < nc; c += W) {
+          const int r = nc - c < W ? int(nc - c) : W;
+          vstore(acc + c, vfma(pt, vload_part(vr + c, r), vload(acc + c)));
+        }
+      }
+      for (i64 c = 0; c < nc; ++c) o[c0 + c] = acc[c] * inv;
+    }
+  }
+  *l_out = m + std::log(l);
+}
+
 // out (B, NH, Tq, HS), lse (B, NH, Tq)
 void attention_forward(float* out, float* lse, const AttentionArgs& p) {
+  if (p.B * p.NH * p.Tq == 0) return;
+  if (p.Tq <= kRowTq) {
+    const i64 rows = p.B * p.NH * p.Tq;
+    const std::size_t bytes = std::size_t(round_up(p.Tk, 16) + 16) * sizeof(float);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(p.nthreads)
+#endif
+    {
+      flush_denormals();
+      float* s = static_cast<float*>(workspace(kWsScratch1, bytes));
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+      for (i64 u = 0; u < rows; ++u) {
+        const i64 i = u % p.Tq, bh = u / p.Tq;
+        fwd_row(out, lse, p, bh / p.NH, bh % p.NH, i, s);
+      }
+    }
+    return;
+  }
   const i64 nqb = ceil_div(p.Tq, BQF), units = p.B * p.NH * nqb;
-  if (units == 0) return;
   const i64 HSP = round_up(p.HS, W);
   const std::size_t bytes = std::size_t(FwdWs::floats(p.HS, HSP)) * sizeof(float);
 #ifdef _OPENMP
