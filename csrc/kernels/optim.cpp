@@ -7,6 +7,11 @@
 #include "kernels.h"
 #include "simd.h"
 
+// The update formulas round after each operation like PyTorch's; stop GCC from contracting a
+// separate multiply and add (even between intrinsics) into one FMA here.  Explicit vfma calls
+// (lerp, SGD's add with alpha) stay fused, as in ATen.
+#pragma GCC optimize("fp-contract=off")
+
 namespace irf {
 namespace IRF_ISA {
 namespace {
