@@ -14,6 +14,9 @@ namespace {
 
 using IdArray = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
 using FArray = py::array_t<float, py::array::c_style>;
+using AdamWScalars = KernelTable::AdamWScalars;
+using SgdScalars = KernelTable::SgdScalars;
+using DropoutParams = KernelTable::DropoutParams;
 
 std::string shape_of(const std::vector<py::ssize_t>& s) {
   std::string r = "(";
@@ -330,7 +333,7 @@ double sum_squares(py::object arrays_obj, bool reference) {
   for (const FArray& a : arrays) {
     const i64 n = a.size();
     if (n == 0) continue;
-    partials.assign(size_t(ceil_div_i64(n, kSumSquaresBlock)), 0.0);
+    partials.assign(size_t(ceil_div_i64(n, KernelTable::kSumSquaresBlock)), 0.0);
     {
       py::gil_scoped_release nogil;
       DenormalGuard ftz;
