@@ -137,7 +137,7 @@ def main(argv=None):
         if torch is not None:
             torch.set_num_threads(nt)
         peak = _C.peak_gflops(nt, 0.3)
-        print(f"\n== {nt} thread(s); measured fp32 peak {peak:.0f} GFLOP/s ({irf.isa()})")
+        print(f"\n== {nt} thread(s); fp32 peak measured by an FMA loop before this table: {peak:.0f} GFLOP/s ({irf.isa()})")
         hdr = f"{'shape':24s} {'M':>5s} {'N':>5s} {'K':>5s} | {'irf':>6s} {'numpy':>6s} {'torch':>6s} GFLOP/s | {'vs torch':>8s} {'vs numpy':>8s} {'irf %peak':>9s} | max rel err"
         if args.markdown:
             print("| shape | M | N | K | ironformer | numpy | torch | vs torch | vs numpy | % peak |")
@@ -161,6 +161,8 @@ def main(argv=None):
                     shortfalls.append(f"{nt}T {label}: {r_t:.2f}x torch")
                 if r_n < 1.0:
                     shortfalls.append(f"{nt}T {label}: {r_n:.2f}x numpy")
+        peak_after = _C.peak_gflops(nt, 0.3)
+        print(f"   (peak re-measured after the table: {peak_after:.0f} GFLOP/s; a big change means the machine's load changed)")
     print("\ntargets: >= 0.9x torch on training shapes, >= 1.0x numpy everywhere")
     print("shortfalls: " + ("; ".join(shortfalls) if shortfalls else "none"))
 

@@ -156,7 +156,7 @@ void gemv_rows(float* out, i64 out_stride, const float* mat, i64 rs, i64 cs, con
   }
   // axpy form (rs == 1): column k is contiguous over r.  Stream four columns at a time into
   // an L1-resident chunk of outputs (like a column-major gemv_n).
-  constexpr i64 CH = 1024;
+  constexpr i64 CH = 4096;   // 16 KiB of outputs: whole rows of a GPT-2 sized matrix
   alignas(64) float y[CH];
   for (i64 rb = r0; rb < r1; rb += CH) {
     const i64 n = (r1 - rb < CH) ? r1 - rb : CH;
