@@ -24,7 +24,7 @@ _BINARY = ("add", "sub", "mul", "div")
 
 
 def _operand(x):
-    if isinstance(x, (int, float)) and not isinstance(x, bool):
+    if isinstance(x, (int, float, np.floating, np.integer)) and not isinstance(x, bool):
         return np.array(x, dtype=np.float32)
     return x
 
