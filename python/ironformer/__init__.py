@@ -62,6 +62,12 @@ def show_config() -> str:
 
 from . import ops  # noqa: E402  (needs _C selected)
 
+# ---- gpt exports ----
+# ---- end gpt ----
+
+# ---- bert exports ----
+# ---- end bert ----
+
 __all__ = ["__version__", "isa", "set_num_threads", "get_num_threads", "show_config", "ops"]
 
 # autograd, layers, optimizers, checkpoints (PyTorch-style API)

@@ -1,0 +1,2 @@
+"""BERT style encoder (filled by the BERT work)."""
+__all__: list = []
