@@ -184,3 +184,41 @@ def test_rebound_param_data_is_adopted(rng):
     opt.step()
     np.testing.assert_array_equal(p.data, np.full((3, 2), 3.5, np.float32))
     assert p.data.base is not None   # lives in the optimizer's flat buffer again
+
+
+def test_gradients_written_into_optimizer_slots_match_plain_backward(rng):
+    """With an optimizer attached, Linear/Embedding weight gradients go straight into the flat
+    buffer (tied weights accumulate there); they must equal the ordinary gradients, also when
+    accumulating over two backward passes."""
+    from test_nn import TinyLM
+
+    def model():
+        irf.manual_seed(7)
+        m = TinyLM(11, 16, 2, 1, 6)
+        m.lm_head.weight = m.wte.weight   # tied: two contributions to one slot
+        return m
+
+    idx = rng.integers(0, 11, (3, 6))
+    tgt = np.roll(idx, 1, axis=1)
+    plain, slotted = model(), model()
+    opt = irf.optim.SGD(slotted.parameters(), lr=0.0)
+    assert slotted.wte.weight._grad_slot is not None
+    plain(idx, tgt).backward()
+    slotted(idx, tgt).backward()
+    for (n, p), (_, q) in zip(plain.named_parameters(), slotted.named_parameters()):
+        np.testing.assert_allclose(q.grad, p.grad, rtol=1e-6, atol=1e-7, err_msg=n)
+    assert slotted.h[0].mlp.c_fc.weight.grad is slotted.h[0].mlp.c_fc.weight._grad_slot
+    assert slotted.wte.weight.grad is slotted.wte.weight._grad_slot
+    # a second backward accumulates (in the slots, no zero_grad) and step() sees the sums
+    plain(idx, tgt).backward()
+    slotted(idx, tgt).backward()
+    for (n, p), (_, q) in zip(plain.named_parameters(), slotted.named_parameters()):
+        np.testing.assert_allclose(q.grad, p.grad, rtol=1e-5, atol=1e-7, err_msg=n)
+    opt.step()
+    opt.zero_grad()
+    assert slotted.wte.weight.grad is None
+    plain.zero_grad()
+    plain(idx, tgt).backward()
+    slotted(idx, tgt).backward()
+    for (n, p), (_, q) in zip(plain.named_parameters(), slotted.named_parameters()):
+        np.testing.assert_allclose(q.grad, p.grad, rtol=1e-6, atol=1e-7, err_msg=n)

@@ -359,6 +359,17 @@ class Function:
     def save(self, *arrays):
         self.saved = arrays
 
+    def grad_dest(self, i: int):
+        """Where input i's gradient may be written directly, or None.
+
+        Returns (array, accumulate) when input i is a leaf with a gradient slot (a Parameter
+        managed by an optimizer, which keeps gradients in one flat buffer): the backward may
+        write its gradient into ``array`` (adding to it when ``accumulate``) and return that
+        very array, saving the copy into the flat buffer.  Optional: returning a fresh array is
+        always correct."""
+        d = getattr(self, "_dests", None)
+        return None if d is None else d.get(i)
+
     @classmethod
     def apply(cls, *args, **params):
         node = cls()
@@ -429,34 +440,63 @@ def _run_backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
     order = _topo_order(root._node)
     pending = {id(root._node): [None] * root._node.n_outputs}
     pending[id(root._node)][root._index] = grad
-    leaf_grads = {}   # id(tensor) -> (tensor, summed grad)
+    # id(leaf) -> [leaf, summed grad, direct]; direct: the sum lives in the leaf's gradient
+    # slot (see Function.grad_dest) and already includes the leaf's previous .grad.
+    leaf_grads = {}
     for node in order:
         gouts = pending.pop(id(node), None)
         if gouts is None or all(g is None for g in gouts):
             continue
         if node.freed:
             raise RuntimeError(_FREED_MSG)
+        inputs = node.inputs
+        dests = None
+        for i, t in enumerate(inputs):
+            slot = getattr(t, "_grad_slot", None) if t._node is None and t.requires_grad else None
+            if slot is None:
+                continue
+            cur = leaf_grads.get(id(t))
+            if cur is None:
+                d = (slot, False) if t.grad is None else (slot, True) if t.grad is slot else None
+            else:
+                d = (slot, True) if cur[2] else None
+            if d is not None:
+                if dests is None:
+                    dests = {}
+                dests[i] = d
+        node._dests = dests
         gins = node.backward(*gouts)
         if not isinstance(gins, tuple):
             gins = (gins,)
-        inputs = node.inputs
         if not retain_graph:
             node._free()
-        for t, g in zip(inputs, gins):
+        else:
+            node._dests = None
+        for i, (t, g) in enumerate(zip(inputs, gins)):
             if g is None or not t.requires_grad:
                 continue
             if g.shape != t.shape:   # defensive: a backward must return the input's shape
                 raise RuntimeError(f"{type(node).__name__}.backward returned a gradient of shape {g.shape} "
                                    f"for an input of shape {t.shape}")
             if t._node is None:
-                prev = leaf_grads.get(id(t))
-                leaf_grads[id(t)] = (t, _accumulate(None if prev is None else prev[1], g))
+                cur = leaf_grads.get(id(t))
+                if dests is not None and i in dests and g is dests[i][0]:
+                    leaf_grads[id(t)] = [t, g, True]            # written (accumulated) in place
+                elif cur is None:
+                    leaf_grads[id(t)] = [t, g, False]
+                elif cur[2]:
+                    ops.binary("add", cur[1], g, out=cur[1])     # into the slot, stays direct
+                else:
+                    cur[1] = ops.binary("add", cur[1], g)
             else:
                 slot = pending.setdefault(id(t._node), [None] * t._node.n_outputs)
                 slot[t._index] = _accumulate(slot[t._index], g)
     seen = {id(grad)}
-    for t, g in leaf_grads.values():
-        _accumulate_leaf(t, g, seen)
+    for t, g, direct in leaf_grads.values():
+        if direct:
+            t.grad = g
+        else:
+            _accumulate_leaf(t, g, seen)
 
 
 def _accumulate_leaf(t: Tensor, g: np.ndarray, seen: set) -> None:

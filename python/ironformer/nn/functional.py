@@ -29,7 +29,11 @@ class _Linear(Function):
         x2, w = self.saved
         g2 = _reshape(g, (-1, w.shape[0]))
         dx = ops.matmul(g2, w).reshape(self.x_shape) if self.needs_input_grad[0] else None   # dX = G W
-        dw = ops.matmul(g2, x2, trans_a=True) if self.needs_input_grad[1] else None         # dW = G^T X
+        dw = None
+        if self.needs_input_grad[1]:                                                         # dW = G^T X
+            d = self.grad_dest(1)
+            dw = ops.matmul(g2, x2, trans_a=True) if d is None else \
+                ops.matmul(g2, x2, trans_a=True, out=d[0], accumulate=d[1])
         if not self.has_bias:
             return dx, dw
         db = ops.reduce_sum(g2, 0) if self.needs_input_grad[2] else None                    # db = sum_rows G
@@ -151,8 +155,15 @@ class _Embedding(Function):
         return ops.embedding_forward(ids, weight)
 
     def backward(self, g):
-        dw = np.zeros(self.wshape, np.float32)
-        return ops.embedding_backward(g, self.ids, dw)
+        d = self.grad_dest(0)
+        if d is None:
+            dw = np.zeros(self.wshape, np.float32)
+        else:
+            dw = d[0]
+            if not d[1]:
+                ops.copy_(dw, 0.0)
+        ops.embedding_backward(g, self.ids, dw)   # accumulates into dw
+        return dw
 
 
 def embedding(ids, weight: Tensor) -> Tensor:

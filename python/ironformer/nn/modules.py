@@ -15,14 +15,18 @@ __all__ = ["Parameter", "Module", "Linear", "LayerNorm", "Embedding", "Dropout",
 
 
 class Parameter(Tensor):
-    """A Tensor that is a module's learnable weight (requires_grad by default)."""
+    """A Tensor that is a module's learnable weight (requires_grad by default).
 
-    __slots__ = ()
+    ``_grad_slot`` (set by an optimizer) is the parameter's view into the optimizer's flat
+    gradient buffer; backward passes write gradients there directly when they can."""
+
+    __slots__ = ("_grad_slot",)
 
     def __init__(self, data, requires_grad: bool = True):
         if isinstance(data, Tensor):
             data = data.data
         super().__init__(np.array(data, dtype=np.float32), requires_grad=requires_grad)
+        self._grad_slot = None
 
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()

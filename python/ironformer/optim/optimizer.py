@@ -4,7 +4,11 @@ Each param group keeps its parameters, gradients and optimizer state in flat flo
 at construction every parameter's ``.data`` is moved into a slice of the group's flat
 parameter buffer (the Parameter then holds a view), and at each ``step()`` gradients that do
 not already live in the flat gradient buffer are copied there (and the Parameter's ``.grad``
-becomes the view, so later backward passes accumulate in place).  One fused kernel call then
+becomes the view, so later backward passes accumulate in place).  Each Parameter also gets
+``_grad_slot``, its view of the flat gradient buffer: backward kernels that support it (the
+Linear weight GEMM, the embedding gradient) write the gradient straight into the slot, so
+most gradients are never copied.  Consequence: after ``zero_grad()`` the next backward reuses
+the slot memory, so keep ``.copy()`` of a ``.grad`` you need across steps.  One fused kernel call then
 updates the whole group.  Parameters whose ``.grad`` is None are skipped, as in PyTorch (the
 group then falls back to one call per parameter on the flat slices).
 """
@@ -31,6 +35,8 @@ class _Group:
             view = self.flat[o:o + s].reshape(p.data.shape)
             ops.copy_(view, p.data)
             p.data = view
+            if hasattr(p, "_grad_slot"):   # Parameters: backward may write grads here directly
+                p._grad_slot = self.grad[o:o + s].reshape(p.data.shape)
 
     def slot(self, buf, i):
         o, s = self.offsets[i], self.sizes[i]
@@ -49,9 +55,12 @@ class _Group:
                 continue
             have.append(i)
             g = p.grad
+            slot = getattr(p, "_grad_slot", None)
+            if slot is not None and g is slot:
+                continue
             if not (isinstance(g, np.ndarray) and g.base is self.grad and g.shape == p.shape
                     and np.shares_memory(g, self.slot(self.grad, i))):
-                view = self.slot(self.grad, i).reshape(p.shape)
+                view = self.slot(self.grad, i).reshape(p.shape) if slot is None else slot
                 ops.copy_(view, g)
                 p.grad = view
         return have
@@ -94,7 +103,8 @@ class Optimizer:
             else:
                 ops.mul_scalar(fg.grad, 0.0, out=fg.grad)
                 for i, p in enumerate(g["params"]):
-                    p.grad = fg.slot(fg.grad, i).reshape(p.shape)
+                    slot = getattr(p, "_grad_slot", None)
+                    p.grad = fg.slot(fg.grad, i).reshape(p.shape) if slot is None else slot
 
     # state_dict in PyTorch's layout: params numbered across groups in order
     def _state_arrays(self):
