@@ -155,19 +155,15 @@ def _clip(params, max_norm: float) -> float:
 def _grad_norm(params) -> float:
     from . import ops
 
-    total = 0.0
-    for p in params:
-        if p.grad is not None:
-            total += float(ops.sum_squares(_grad_array(p))) if hasattr(ops, "sum_squares") else \
-                float(np.square(_grad_array(p), dtype=np.float64).sum())
-    return math.sqrt(total)
+    grads = [_grad_array(p) for p in params if p.grad is not None]
+    return math.sqrt(ops.sum_squares(grads)) if grads else 0.0
 
 
 def _grad_array(p) -> np.ndarray:
     g = p.grad
-    if hasattr(g, "data") and not isinstance(g, np.ndarray):
+    if not isinstance(g, np.ndarray) and hasattr(g, "data"):
         g = g.data
-    return np.ascontiguousarray(np.asarray(g), dtype=np.float32)
+    return np.asarray(g, dtype=np.float32)
 
 
 def _seed_dropout(seed: int, step: int) -> None:

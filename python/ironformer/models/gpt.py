@@ -352,10 +352,7 @@ class _Decoder:
         self.length = 0
 
     def _ln(self, x, wb):
-        w, b = wb
-        if b is None:
-            b = np.zeros_like(w)
-        return ops.layernorm_forward(x, w, b, self.eps)[0]
+        return ops.layernorm_forward(x, wb[0], wb[1], self.eps)[0]
 
     @staticmethod
     def _linear(x, wb):
@@ -366,7 +363,9 @@ class _Decoder:
         """ids (B, T) at positions pos0.. -> logits of the last position (B, V); fills the cache."""
         B, T = ids.shape
         nh, hs, C = self.nh, self.hs, self.C
-        x = (self.wte[ids] + self.wpe[pos0:pos0 + T][None]).reshape(B * T, C).astype(np.float32)
+        pos = np.broadcast_to(np.arange(pos0, pos0 + T, dtype=np.int64), (B, T))
+        x = ops.embedding_forward(ids.reshape(B * T), self.wte)
+        x = ops.add(x, ops.embedding_forward(pos.reshape(B * T), self.wpe), out=x)   # (B*T, C)
         end = pos0 + T
         for li, L in enumerate(self.layers):
             h = self._ln(x, L["ln_1"])
@@ -377,10 +376,10 @@ class _Decoder:
             q = qkv[:, :, 0].transpose(0, 2, 1, 3)                       # (B, nh, T, hs) strided
             y, _ = ops.attention_forward(q, kc[:, :, :end], vc[:, :, :end], causal=True)
             y = np.ascontiguousarray(y.transpose(0, 2, 1, 3)).reshape(B * T, C)
-            x = ops.add(x, self._linear(y, L["attn_proj"]))
+            x = ops.add(x, self._linear(y, L["attn_proj"]), out=x)
             h = self._ln(x, L["ln_2"])
             h = ops.gelu_forward(self._linear(h, L["c_fc"]), approximate="tanh")
-            x = ops.add(x, self._linear(h, L["mlp_proj"]))
+            x = ops.add(x, self._linear(h, L["mlp_proj"]), out=x)
         last = np.ascontiguousarray(x.reshape(B, T, C)[:, -1])
         last = self._ln(last, self.ln_f)
         return ops.matmul(last, self.wte, trans_b=True)                 # (B, V)
