@@ -84,3 +84,12 @@ def test_generate_with_unknown_char_prompt(trained):
     d, _ = trained
     r = _run("generate", "--model", str(d / "out"), "--prompt", "🙂", "--max-new-tokens", "3")
     assert r.returncode == 1 and "not in the vocabulary" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_diverging_run_is_one_line(trained, tmp_path):
+    d, _ = trained
+    r = _run("train", "--data", str(d / "text.txt"), "--max-iters", "6", "--eval-interval", "3",
+             "--lr", "1e12", "--warmup-iters", "0", "--grad-clip", "0", "--out-dir", str(tmp_path / "o"),
+             *TINY)
+    assert r.returncode == 1
+    assert "became" in r.stderr and "lower --lr" in r.stderr and "Traceback" not in r.stderr

@@ -199,6 +199,13 @@ def _save_checkpoint(out_dir: Path, model, opt, step, rng, cfg, history, model_c
     _atomic_pickle(ckpt, out_dir / CKPT_NAME)
 
 
+def _kept(out_dir: Path) -> str:
+    p = out_dir / CKPT_NAME
+    if p.is_file():
+        return f"The last good checkpoint ({p}, step {load_checkpoint(p)['step']}) was kept."
+    return "No checkpoint had been written yet (it is kept only at eval intervals)."
+
+
 # ---- evaluation ----------------------------------------------------------------------------
 def _estimate_loss(model, dataset, cfg: TrainConfig, step: int) -> dict:
     from . import no_grad
@@ -330,18 +337,16 @@ def train(cfg: TrainConfig) -> TrainResult:
                 _, loss = model(x, y)
                 lv = float(loss.item())
                 if not math.isfinite(lv):
-                    raise TrainingDiverged(
-                        f"loss became {lv} at step {step}; stopped. The last good checkpoint "
-                        f"({out_dir / CKPT_NAME}) was kept. Try a lower --lr.")
+                    raise TrainingDiverged(f"loss became {lv} at step {step}; stopped. "
+                                           f"{_kept(out_dir)} Try a lower --lr.")
                 loss_sum += lv
                 if cfg.grad_accum > 1:
                     loss = loss * (1.0 / cfg.grad_accum)
                 loss.backward()
             norm = _clip(params, cfg.grad_clip) if cfg.grad_clip > 0 else _grad_norm(params)
             if not math.isfinite(norm):
-                raise TrainingDiverged(
-                    f"gradient norm became {norm} at step {step}; stopped. The last good "
-                    f"checkpoint ({out_dir / CKPT_NAME}) was kept. Try a lower --lr.")
+                raise TrainingDiverged(f"gradient norm became {norm} at step {step}; stopped. "
+                                       f"{_kept(out_dir)} Try a lower --lr.")
             opt.step()
             opt.zero_grad()
             step += 1
