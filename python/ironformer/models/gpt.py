@@ -247,6 +247,7 @@ class GPT(nn.Module):
         seq = idx.astype(np.int64)
         B = seq.shape[0]
         finished = np.zeros(B, dtype=bool)
+        dec.capacity = min(bs, min(seq.shape[1], bs) + int(max_new_tokens))
         logits = dec.prefill(seq[:, -bs:])
         for step in range(int(max_new_tokens)):
             tok = _sample(logits, temperature, top_k, top_p, rng)
@@ -257,7 +258,7 @@ class GPT(nn.Module):
             if step + 1 == max_new_tokens or (eos_token_id is not None and finished.all()):
                 return
             seq = np.concatenate([seq, tok[:, None]], axis=1)
-            if dec.length < bs:
+            if dec.length < dec.capacity:
                 logits = dec.step(tok)
             else:                               # cache full: crop to the last block_size tokens
                 logits = dec.prefill(seq[:, -bs:])
@@ -350,6 +351,7 @@ class _Decoder:
                 mlp_proj=(g("mlp.c_proj.weight"), g("mlp.c_proj.bias"))))
         self.k = self.v = None
         self.length = 0
+        self.capacity = cfg.block_size
 
     def _ln(self, x, wb):
         return ops.layernorm_forward(x, wb[0], wb[1], self.eps)[0]
@@ -386,10 +388,11 @@ class _Decoder:
 
     def prefill(self, ids: np.ndarray) -> np.ndarray:
         B = ids.shape[0]
-        shape = (B, self.nh, self.cfg.block_size, self.hs)
+        # only positions < length are ever read, so the cache need not be zeroed
+        shape = (B, self.nh, max(self.capacity, ids.shape[1]), self.hs)
         if self.k is None or self.k[0].shape != shape:
-            self.k = [np.zeros(shape, np.float32) for _ in self.layers]
-            self.v = [np.zeros(shape, np.float32) for _ in self.layers]
+            self.k = [np.empty(shape, np.float32) for _ in self.layers]
+            self.v = [np.empty(shape, np.float32) for _ in self.layers]
         out = self._forward(ids, 0)
         self.length = ids.shape[1]
         return out
