@@ -88,3 +88,10 @@ def test_config_validation(tmp_path):
         train(TrainConfig(tokenizer="words", out_dir=str(tmp_path), progress=False))
     with pytest.raises(FileNotFoundError):
         train(TrainConfig(data=[str(tmp_path / "none.txt")], out_dir=str(tmp_path), progress=False))
+
+
+def test_top_level_exports(tmp_path, text_file):
+    assert irf.GPT is irf.models.GPT and irf.GPTConfig is irf.models.GPTConfig
+    res = irf.train(_cfg(text_file, tmp_path / "t", max_iters=1, eval_interval=1, eval_iters=1))
+    assert res.step == 1 and isinstance(res.model, irf.GPT)
+    assert irf.train.TrainConfig is irf.TrainConfig

@@ -232,8 +232,21 @@ def _cmd_info(args) -> int:
     return 0
 
 
+def _load_reference():
+    """benchmarks/reference_gpt_torch.py from a source checkout, or None (no torch / no checkout)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "reference_gpt_torch.py"
+    if not path.is_file() or importlib.util.find_spec("torch") is None:
+        return None
+    spec = importlib.util.spec_from_file_location("_ref_gpt", path)
+    ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref)
+    return ref
+
+
 def _cmd_bench(args) -> int:
-    """A training step and KV-cache decoding of the default preset model, ironformer vs PyTorch if present."""
+    """Training step and KV-cache decoding of the default preset; PyTorch side by side if present."""
     import numpy as np
 
     import ironformer as irf
@@ -250,6 +263,13 @@ def _cmd_bench(args) -> int:
     rng = np.random.default_rng(0)
     x = rng.integers(0, 65, (cfg.batch_size, cfg.block_size))
     y = rng.integers(0, 65, (cfg.batch_size, cfg.block_size))
+    ref = _load_reference()
+    if ref is not None:
+        import torch
+        torch.set_num_threads(threads)
+        tmodel = ref.from_ironformer(model)
+        topt = ref.make_optimizer(tmodel)
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
 
     def step():
         _, loss = model(x, y)
@@ -257,13 +277,24 @@ def _cmd_bench(args) -> int:
         opt.step()
         opt.zero_grad()
 
-    times = []
-    for i in range(args.steps + 2):
+    def tstep():
+        _, loss = tmodel(tx, ty)
+        loss.backward()
+        topt.step()
+        topt.zero_grad(set_to_none=True)
+
+    ti, tt = [], []
+    for i in range(args.steps + 2):                 # interleaved, 2 warm-up steps
         t0 = time.perf_counter()
         step()
+        t1 = time.perf_counter()
+        if ref is not None:
+            tstep()
+        t2 = time.perf_counter()
         if i >= 2:
-            times.append(time.perf_counter() - t0)
-    t_irf = float(np.median(times))
+            ti.append(t1 - t0)
+            tt.append(t2 - t1)
+    t_irf = float(np.median(ti))
     model.eval()
     prompt = np.zeros((1, 1), dtype=np.int64)
     model.generate(prompt, 8, temperature=0)
@@ -273,19 +304,12 @@ def _cmd_bench(args) -> int:
     print(f"ironformer {irf.__version__}, ISA {irf.isa()}, {threads} threads")
     print(f"default preset GPT ({model.num_parameters() / 1e6:.2f}M params, batch {cfg.batch_size}x{cfg.block_size}):")
     print(f"  training step (fwd+bwd+AdamW): {1e3 * t_irf:8.2f} ms  ({cfg.batch_size * cfg.block_size / t_irf:,.0f} tok/s)")
-    print(f"  generation (KV cache, batch 1): {gen_irf:8.1f} tok/s")
-    try:
-        import importlib.util
-        bench = Path(__file__).resolve().parents[2] / "benchmarks" / "reference_gpt_torch.py"
-        if not bench.is_file():
-            raise ImportError
-        spec = importlib.util.spec_from_file_location("_ref_gpt", bench)
-        ref = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(ref)
-        t_torch = ref.time_train_step(mcfg, cfg.batch_size, threads, steps=args.steps)
-        print(f"  PyTorch eager training step:    {1e3 * t_torch:8.2f} ms  -> ironformer {t_torch / t_irf:.2f}x")
-    except ImportError:
+    if ref is not None:
+        t_torch = float(np.median(tt))
+        print(f"  PyTorch eager, same step:      {1e3 * t_torch:8.2f} ms  -> ironformer {t_torch / t_irf:.2f}x")
+    else:
         print("  (PyTorch or benchmarks/ not available: no baseline; see benchmarks/bench_gpt.py)")
+    print(f"  generation (KV cache, batch 1): {gen_irf:8.1f} tok/s")
     return 0
 
 
