@@ -164,7 +164,7 @@ def load_gpt2_pretrained(cls, path, **overrides):
     if lm_head is not None and wte is not None and not np.array_equal(lm_head, wte):
         raise ValueError(f"{path}: lm_head.weight differs from transformer.wte.weight; "
                          "untied output embeddings are not supported")
-    model = cls(config, seed=0)
+    model = cls(config, init_weights=False)
     try:
         model.load_arrays(arrays, strict=True)
     except (KeyError, ValueError) as e:

@@ -117,13 +117,14 @@ class Transformer(nn.Module):
 class GPT(nn.Module):
     """GPT-2: learned positions, pre-LayerNorm blocks, tanh-GELU MLP, tied input/output embedding."""
 
-    def __init__(self, config: GPTConfig, seed: Optional[int] = None):
+    def __init__(self, config: GPTConfig, seed: Optional[int] = None, init_weights: bool = True):
         super().__init__()
         if not isinstance(config, GPTConfig):
             raise TypeError(f"GPT: config must be a GPTConfig, got {type(config).__name__}")
         self.config = config
         self.transformer = Transformer(config)
-        self._init_weights(seed)
+        if init_weights:                          # skipped when a checkpoint overwrites every weight
+            self._init_weights(seed)
 
     # ---- parameters -------------------------------------------------------------------------
     def _init_weights(self, seed: Optional[int]) -> None:
