@@ -184,7 +184,7 @@ void elementwise(const EwParams& p) {
 // Blocking keeps the float32 error ~ (block + R/block) * eps instead of R * eps.
 constexpr i64 kRowBlock = 2048;   // multiple of 4 * W for every ISA
 constexpr i64 kColBlock = 64;
-constexpr i64 kColChunk = 8 * 16;  // columns per work item (multiple of every W)
+constexpr i64 kColChunk = 256;  // columns per work item (multiple of every W; 1 KiB of sums)
 
 float block_sum_contig(const float* x, i64 n) {
   vf s0 = vzero(), s1 = vzero(), s2 = vzero(), s3 = vzero();
@@ -205,22 +205,27 @@ float block_sum_contig(const float* x, i64 n) {
   return vreduce_add(vadd(vadd(s0, s1), vadd(s2, s3)));
 }
 
-// cols columns starting at x (row stride I) summed over rows [r0, r1) blocked, into acc.
-void column_sums(float* __restrict acc, const float* x, i64 I, i64 r0, i64 r1, i64 cols) {
-  for (i64 j = 0; j < cols; j += W) {
-    const int m = cols - j < W ? int(cols - j) : W;
-    vf total = vzero();
-    for (i64 b0 = r0; b0 < r1; b0 += kColBlock) {
-      const i64 b1 = b0 + kColBlock < r1 ? b0 + kColBlock : r1;
-      vf s = vzero();
-      if (m == W)
-        for (i64 r = b0; r < b1; ++r) s = vadd(s, vload(x + r * I + j));
-      else
-        for (i64 r = b0; r < b1; ++r) s = vadd(s, vload_part(x + r * I + j, m));
-      total = b0 == r0 ? s : vadd(total, s);
+// cols (<= kColChunk) columns starting at x (row stride I) summed over rows [0, R) into acc:
+// per block of kColBlock rows, s[j] = x[b0][j] + x[b0+1][j] + ... (rows streamed contiguously),
+// then acc[j] = s_block0[j] + s_block1[j] + ... in block order.
+void column_sums(float* __restrict acc, const float* x, i64 I, i64 R, i64 cols) {
+  alignas(64) float s[kColChunk];
+  const i64 nv = cols / W;
+  const int tail = int(cols - nv * W);
+  for (i64 b0 = 0; b0 < R; b0 += kColBlock) {
+    const i64 b1 = b0 + kColBlock < R ? b0 + kColBlock : R;
+    float* dst = b0 == 0 ? acc : s;
+    for (i64 v = 0; v < nv; ++v) vstore(dst + v * W, vload(x + b0 * I + v * W));
+    if (tail) vstore_part(dst + nv * W, vload_part(x + b0 * I + nv * W, tail), tail);
+    for (i64 r = b0 + 1; r < b1; ++r) {
+      const float* row = x + r * I;
+      for (i64 v = 0; v < nv; ++v) vstore(dst + v * W, vadd(vload(dst + v * W), vload(row + v * W)));
+      if (tail) vstore_part(dst + nv * W, vadd(vload_part(dst + nv * W, tail), vload_part(row + nv * W, tail)), tail);
     }
-    if (m == W) vstore(acc + j, total);
-    else vstore_part(acc + j, total, m);
+    if (b0 != 0) {
+      for (i64 v = 0; v < nv; ++v) vstore(acc + v * W, vadd(vload(acc + v * W), vload(s + v * W)));
+      if (tail) vstore_part(acc + nv * W, vadd(vload_part(acc + nv * W, tail), vload_part(s + nv * W, tail)), tail);
+    }
   }
 }
 
@@ -289,7 +294,7 @@ void reduce_sum(const ReduceParams& p) {
       if (R == 0) {
         for (i64 j = 0; j < cols; ++j) acc[j] = 0.f;
       } else {
-        column_sums(acc, p.x + o * R * I + c0, I, 0, R, cols);
+        column_sums(acc, p.x + o * R * I + c0, I, R, cols);
       }
       if (p.accumulate)
         for (i64 j = 0; j < cols; ++j) out[j] += acc[j];

@@ -113,7 +113,7 @@ class Tensor:
     """A float32 numpy array with an optional gradient and the node that produced it."""
 
     __slots__ = ("data", "grad", "requires_grad", "_node", "_index", "__weakref__")
-    __array_priority__ = 1000   # numpy scalars/arrays on the left defer to our operators
+    __array_ufunc__ = None      # numpy arrays/scalars on the left defer to our reflected operators
 
     def __init__(self, data, requires_grad: bool = False):
         self.data = _as_f32(data)

@@ -6,7 +6,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .. import autograd
+from .. import autograd, ops
 from ..autograd import Tensor, cat
 from . import functional as F
 
@@ -317,6 +317,27 @@ class ModuleList(Module):
         return iter(self._modules.values())
 
 
+class _SplitHeads(autograd.Function):
+    """qkv (B, T, 3C) -> q, k, v (B, nh, T, hs): the split(C, dim=2) + view + transpose(1, 2)
+    of GPT-2 attention as one node; backward writes the three head gradients straight into
+    one (B, T, 3C) array (one strided copy each)."""
+
+    def forward(self, qkv, nh):
+        B, T, C3 = qkv.shape
+        hs = C3 // (3 * nh)
+        self.shape = qkv.shape
+        v5 = autograd._reshape(qkv, (B, T, 3, nh, hs))
+        return tuple(v5[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+
+    def backward(self, *gs):
+        B, T, C3 = self.shape
+        nh = gs[0].shape[1] if gs[0] is not None else (gs[1] if gs[1] is not None else gs[2]).shape[1]
+        dx = np.empty((B, T, 3, nh, C3 // (3 * nh)), np.float32)
+        for i, g in enumerate(gs):
+            ops.copy_(dx[:, :, i].transpose(0, 2, 1, 3), 0.0 if g is None else g)
+        return dx.reshape(self.shape)
+
+
 class MultiheadSelfAttention(Module):
     """Multi-head self-attention with a fused qkv projection (GPT-2 layout).
 
@@ -347,10 +368,8 @@ class MultiheadSelfAttention(Module):
         B, T, C = x.shape
         nh = self.num_heads
         hs = C // nh
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q = q.view(B, T, nh, hs).transpose(1, 2)   # (B, nh, T, hs), strided views
-        k = k.view(B, T, nh, hs).transpose(1, 2)
-        v = v.view(B, T, nh, hs).transpose(1, 2)
+        # q, k, v: (B, nh, T, hs) strided views of the qkv projection (no copies)
+        q, k, v = _SplitHeads.apply(self.c_attn(x), nh=nh)
         if kv_cache is not None:
             k = cat([kv_cache[0], k], dim=2)
             v = cat([kv_cache[1], v], dim=2)
