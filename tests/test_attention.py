@@ -85,7 +85,9 @@ SHAPES = [  # (B, NH, Tq, Tk, HS)
     (1, 1, 1, 1, 40),
     (2, 2, 33, 33, 80),
     (1, 2, 65, 65, 64),
-    (1, 2, 1, 50, 64),      # one query against a KV cache
+    (1, 2, 1, 50, 64),      # one query against a KV cache (the few-query path, Tq <= 4)
+    (2, 2, 4, 33, 24),
+    (1, 3, 5, 70, 80),      # the smallest Tq on the tiled path
     (2, 1, 7, 20, 40),
     (1, 1, 130, 130, 16),   # several blocks on every ISA
     (3, 2, 20, 7, 8),       # Tq > Tk: with causal, the first queries see nothing
@@ -101,7 +103,8 @@ def attention_samples(rng):
                               name=f"{B}x{NH}x{Tq}x{Tk}x{HS}{' causal' if causal else ''}"))
     # key masks (int, bool, float), an all-masked batch row, explicit scale
     for B, NH, Tq, Tk, HS, causal, dtype in [(3, 2, 29, 29, 24, False, np.int64), (3, 2, 29, 29, 24, True, np.bool_),
-                                             (3, 1, 5, 41, 40, True, np.float32), (2, 2, 1, 37, 64, False, np.int32)]:
+                                             (3, 1, 5, 41, 40, True, np.float32), (2, 2, 1, 37, 64, False, np.int32),
+                                             (3, 2, 3, 41, 40, True, np.uint8)]:
         q, k, v = qkv(rng, B, NH, Tq, Tk, HS)
         out.append(Sample({"q": q, "k": k, "v": v},
                           {"causal": causal, "key_mask": padding_mask(B, Tk, dtype), "scale": 0.37},
@@ -221,6 +224,19 @@ def test_fully_masked_rows_are_exact_zeros(isa, rng):
     q, k, v = qkv(rng, 1, 2, 12, 5, 8)
     out, lse = attention_forward(q, k, v, causal=True)
     assert np.all(out[:, :, :7] == 0) and np.all(np.isneginf(lse[:, :, :7])) and np.all(out[:, :, 7:] != 0)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_kv_cache_rows_agree_with_full_sequence(isa, rng, causal):
+    """The last n queries of a long problem == those n queries against the same keys (the
+    bottom-right causal convention), across the few-query path (n <= 4) and the tiled one."""
+    q, k, v = qkv(rng, 2, 3, 40, 40, 24)
+    mask = padding_mask(2, 40)
+    full, lse_full = attention_forward(q, k, v, causal=causal, key_mask=mask)
+    for n in (1, 3, 4, 5, 17):
+        part, lse_part = attention_forward(q[:, :, -n:], k, v, causal=causal, key_mask=mask)
+        np.testing.assert_allclose(part, full[:, :, -n:], rtol=0, atol=2e-6)
+        np.testing.assert_allclose(lse_part, lse_full[:, :, -n:], rtol=0, atol=2e-6)
 
 
 def test_mask_dtypes_agree(isa, rng):

@@ -39,6 +39,8 @@ constexpr int MR = 4;
 #endif
 constexpr int NV = 2 * W;        // key columns of one tile_abt call
 constexpr int BLK = 8 * MR;      // query and key block: a multiple of MR and of NV
+constexpr int BQF = 2 * BLK;     // the forward's query block
+constexpr int BKB = 2 * BLK;     // the backward's key block
 constexpr float kNegInf = -__builtin_inff();
 
 // s[r*lds + c] = sum_{d < HS} arow[r][d] * bt[d*ldb + c]   for r < MR, c < 2W.
@@ -133,22 +135,22 @@ IRF_INLINE void tile_ab(float* const* crow, const float* __restrict a, i64 ars, 
   for (int r = 0; r < MR; ++r) { vstore(crow[r] + c0, acc0[r]); vstore_part(crow[r] + c0 + W, acc1[r], n1); }
 }
 
-// dst[d*BLK + j] = src[j*ts + d] for j < nk, 0 for nk <= j < BLK  (a key block, transposed).
+// dst[d*BKB + j] = src[j*ts + d] for j < nk, 0 for nk <= j < BKB  (a key block, transposed).
 void pack_t(float* __restrict dst, const float* src, i64 ts, i64 nk, i64 HS) {
   for (i64 j = 0; j < nk; ++j) {
     const float* s = src + j * ts;
-    for (i64 d = 0; d < HS; ++d) dst[d * BLK + j] = s[d];
+    for (i64 d = 0; d < HS; ++d) dst[d * BKB + j] = s[d];
   }
-  if (nk < BLK)
+  if (nk < BKB)
     for (i64 d = 0; d < HS; ++d)
-      for (i64 j = nk; j < BLK; ++j) dst[d * BLK + j] = 0.f;
+      for (i64 j = nk; j < BKB; ++j) dst[d * BKB + j] = 0.f;
 }
 
 // kbias[j] = 0 for a real key of the block (j < nk, key mask set), -inf otherwise; returns
 // whether any key of the block is real.
-bool key_bias(float* kbias, const std::uint8_t* mask, i64 j0, i64 nk) {
+bool key_bias(float* kbias, const std::uint8_t* mask, i64 j0, i64 nk, i64 n) {
   bool any = false;
-  for (i64 j = 0; j < BLK; ++j) {
+  for (i64 j = 0; j < n; ++j) {
     const bool real = j < nk && (!mask || mask[j0 + j]);
     kbias[j] = real ? 0.f : kNegInf;
     any |= real;
@@ -156,32 +158,45 @@ bool key_bias(float* kbias, const std::uint8_t* mask, i64 j0, i64 nk) {
   return any;
 }
 
-// The causal step: cz[x] = 0 for x <= BLK, -inf above.  Key j of a row whose last visible key
-// (relative to the block) is L in [-1, BLK-1] gets bias cz[j - L + BLK] (-inf iff j > L).
+// The causal step: cz[x] = 0 for x <= BKB, -inf above.  Key j of a row whose last visible key
+// (relative to the block) is L in [-1, BKB-1] gets bias cz[j - L + BKB] (-inf iff j > L).
 void causal_step(float* cz) {
-  for (int x = 0; x < 2 * BLK + W; ++x) cz[x] = x <= BLK ? 0.f : kNegInf;
+  for (int x = 0; x < 2 * BKB + W; ++x) cz[x] = x <= BKB ? 0.f : kNegInf;
 }
 
-// Per-thread workspace in floats: forward and backward layouts.
+// The transposed causal step for the forward's S^T tiles: czt[x] = -inf for x < BQF, 0 from
+// BQF on.  Key row j whose first visible query column is Lq in [1, BQF-1] gets, for query
+// column c, bias czt[c - Lq + BQF] (-inf iff c < Lq).
+void causal_step_t(float* czt) {
+  for (int x = 0; x < 2 * BQF + W; ++x) czt[x] = x < BQF ? kNegInf : 0.f;
+}
+
+// Forward per-thread workspace (floats).
 struct FwdWs {
-  float *kt, *s, *o, *m, *l, *kbias, *cz;
-  static i64 floats(i64 HS, i64 HSP) { return HS * BLK + BLK * BLK + BLK * HSP + 3 * BLK + 2 * BLK + W + 8 * 16; }
+  float *qt, *st, *o, *m, *l, *alpha, *kbias, *czt;
+  static i64 floats(i64 HS, i64 HSP) { return HS * BQF + BLK * BQF + BQF * HSP + 4 * BQF + 2 * BQF + W + 8 * 16; }
   FwdWs(float* w, i64 HS, i64 HSP) {
-    kt = w; w += round_up(HS * BLK, 16);
-    s = w; w += BLK * BLK;
-    o = w; w += BLK * HSP;
-    m = w; w += BLK;
-    l = w; w += BLK;
+    qt = w; w += round_up(HS * BQF, 16);
+    st = w; w += BLK * BQF;
+    o = w; w += BQF * HSP;
+    m = w; w += BQF;
+    l = w; w += BQF;
+    alpha = w; w += BQF;
     kbias = w; w += BLK;
-    cz = w;
+    czt = w;
   }
 };
 
 // ---------------------------------------------------------------------------------------
-// Forward: one (b, h, query block).
+// Forward: one (b, h, query block).  Scores are formed transposed, S^T = k (q*scale)^T
+// (rows = keys, columns = the block's queries), so that q^T is packed once per block, k rows
+// are read in place, and the online-softmax statistics of 2W..BQF queries sit in vectors.
 void fwd_block(float* out, float* lse, const AttentionArgs& p, i64 b, i64 h, i64 qb, const FwdWs& ws, i64 HSP) {
+  constexpr int MAXV = BQF / W;
   const i64 HS = p.HS, Tq = p.Tq, Tk = p.Tk, off = Tk - Tq;
-  const i64 i0 = qb * BLK, nq = Tq - i0 < BLK ? Tq - i0 : BLK, nqp = round_up(nq, MR);
+  const i64 i0 = qb * BQF, nq = Tq - i0 < BQF ? Tq - i0 : BQF, nqp = round_up(nq, MR);
+  const i64 ncq = round_up(nq, NV);            // query columns computed (multiple of 2W)
+  const int nv = int(ncq / W);
   const float* qb_ = p.q + b * p.q_bs + h * p.q_hs;
   const float* kb_ = p.k + b * p.k_bs + h * p.k_hs;
   const float* vb_ = p.v + b * p.v_bs + h * p.v_hs;
@@ -189,70 +204,84 @@ void fwd_block(float* out, float* lse, const AttentionArgs& p, i64 b, i64 h, i64
   float* orow = out + ((b * p.NH + h) * Tq + i0) * HS;
   float* lrow = lse + (b * p.NH + h) * Tq + i0;
 
-  const float* qrow[BLK];
-  for (i64 r = 0; r < nqp; ++r) qrow[r] = qb_ + (r < nq ? i0 + r : i0 + nq - 1) * p.q_ts;   // pad rows repeat the last
-  float* crow[BLK];
-  for (i64 r = 0; r < nqp; ++r) crow[r] = ws.o + r * HSP;
+  // qt[d*BQF + c] = q[i0 + c][d] * scale (0 for padding columns)
+  for (i64 c = 0; c < nq; ++c) {
+    const float* s = qb_ + (i0 + c) * p.q_ts;
+    for (i64 d = 0; d < HS; ++d) ws.qt[d * BQF + c] = s[d] * p.scale;
+  }
+  for (i64 d = 0; d < HS; ++d)
+    for (i64 c = nq; c < ncq; ++c) ws.qt[d * BQF + c] = 0.f;
+  float* crow[BQF];
   for (i64 r = 0; r < nqp; ++r) {
-    ws.m[r] = kNegInf;
-    ws.l[r] = 0.f;
+    crow[r] = ws.o + r * HSP;
     for (i64 c = 0; c < HSP; c += W) vstore(ws.o + r * HSP + c, vzero());
   }
+  for (i64 c = 0; c < ncq; ++c) { ws.m[c] = kNegInf; ws.l[c] = 0.f; }
   // keys j < kend can be seen by some row of the block (causal: row i sees j <= i + off)
   i64 kend = Tk;
   if (p.causal && i0 + nq + off < kend) kend = i0 + nq + off;
-  const vf vscale = vset1(p.scale);
+  const float* krow[BLK];
 
   for (i64 j0 = 0; j0 < kend; j0 += BLK) {
-    const i64 nk = Tk - j0 < BLK ? Tk - j0 : BLK, ncols = round_up(nk, NV);
-    if (!key_bias(ws.kbias, mask, j0, nk)) continue;   // every key of the block is padding
-    pack_t(ws.kt, kb_ + j0 * p.k_ts, p.k_ts, nk, HS);
-    // S = q k^T  (raw dot products)
-    for (i64 r0 = 0; r0 < nqp; r0 += MR)
-      for (i64 c0 = 0; c0 < ncols; c0 += NV) tile_abt(ws.s + r0 * BLK + c0, BLK, qrow + r0, ws.kt + c0, BLK, HS);
-    // online softmax: x = S*scale + masks; m' = max(m, rowmax x); p = exp(x - m');
-    // l = l*exp(m - m') + rowsum p; o = o*exp(m - m')
+    const i64 nk = Tk - j0 < BLK ? Tk - j0 : BLK, nkp = round_up(nk, MR);
+    if (!key_bias(ws.kbias, mask, j0, nk, BLK)) continue;   // every key of the block is padding
+    for (i64 r = 0; r < nkp; ++r) krow[r] = kb_ + (r < nk ? j0 + r : j0 + nk - 1) * p.k_ts;
+    // S^T = k (q*scale)^T
+    for (i64 r0 = 0; r0 < nkp; r0 += MR)
+      for (i64 c0 = 0; c0 < ncq; c0 += NV) tile_abt(ws.st + r0 * BQF + c0, BQF, krow + r0, ws.qt + c0, BQF, HS);
+    // online softmax over the key rows: x = S + masks; m' = max(m, colmax x); p = exp(x - m');
+    // l = l*exp(m - m') + colsum p; o = o*exp(m - m')
     const bool diag = p.causal && j0 + nk - 1 > i0 + off;   // the tile crosses the diagonal
-    for (i64 r = 0; r < nqp; ++r) {
-      float* sr = ws.s + r * BLK;
-      const float* cz = nullptr;
-      if (diag) {
-        i64 L = (r < nq ? i0 + r : i0 + nq - 1) + off - j0;   // last visible key of the row
-        if (L < -1) L = -1;
-        if (L < ncols - 1) cz = ws.cz + BLK - L;
-      }
-      vf vmx = vset1(kNegInf);
-      for (i64 c = 0; c < ncols; c += W) {
-        vf x = vfma(vload(sr + c), vscale, vload(ws.kbias + c));
-        if (cz) x = vadd(x, vload(cz + c));
-        vstore(sr + c, x);
-        vmx = vmax(vmx, x);
-      }
-      const float mold = ws.m[r];
-      const float mx = vreduce_max(vmx);
-      const float mnew = mx > mold ? mx : mold;
-      if (mnew == kNegInf) {                 // no visible key yet: p = 0
-        for (i64 c = 0; c < ncols; c += W) vstore(sr + c, vzero());
-        continue;
-      }
-      const vf vm = vset1(mnew);
-      vf vs = vzero();
-      for (i64 c = 0; c < ncols; c += W) {
-        const vf e = vexp(vsub(vload(sr + c), vm));
-        vstore(sr + c, e);
-        vs = vadd(vs, e);
-      }
-      const float alpha = mold == kNegInf ? 0.f : std::exp(mold - mnew);
-      ws.l[r] = ws.l[r] * alpha + vreduce_add(vs);
-      ws.m[r] = mnew;
-      if (alpha != 1.f) {
-        const vf va = vset1(alpha);
-        float* o = ws.o + r * HSP;
-        for (i64 c = 0; c < HSP; c += W) vstore(o + c, vmul(vload(o + c), va));
+    vf vmx[MAXV];
+    for (int v = 0; v < nv; ++v) vmx[v] = vset1(kNegInf);
+    for (i64 j = 0; j < nk; ++j) {
+      float* sj = ws.st + j * BQF;
+      i64 Lq = 0;                                   // first query column that sees key j
+      if (diag) Lq = j0 + j - off - i0;
+      if (ws.kbias[j] != 0.f || Lq >= ncq) { ws.kbias[j] = kNegInf; continue; }   // key seen by none
+      if (Lq > 0) {
+        const float* cz = ws.czt + BQF - Lq;
+        for (int v = 0; v < nv; ++v) {
+          const vf x = vadd(vload(sj + v * W), vload(cz + v * W));
+          vstore(sj + v * W, x);
+          vmx[v] = vmax(vmx[v], x);
+        }
+      } else {
+        for (int v = 0; v < nv; ++v) vmx[v] = vmax(vmx[v], vload(sj + v * W));
       }
     }
-    // o += P v
-    for (i64 r0 = 0; r0 < nqp; r0 += MR) tile_ab(crow + r0, ws.s + r0 * BLK, BLK, 1, vb_ + j0 * p.v_ts, p.v_ts, nk, HS);
+    vf mu[MAXV], lsum[MAXV];
+    const vf lowest = vset1(-3.4028234663852886e38f);
+    for (int v = 0; v < nv; ++v) {
+      const vf mold = vload(ws.m + v * W), mnew = vmax(vmx[v], mold);
+      mu[v] = vmax(mnew, lowest);                   // keeps exp(x - mu) = 0 when nothing is seen
+      vstore(ws.alpha + v * W, vexp(vsub(mold, mu[v])));
+      vstore(ws.m + v * W, mnew);
+      lsum[v] = vzero();
+    }
+    for (i64 j = 0; j < nk; ++j) {
+      float* sj = ws.st + j * BQF;
+      if (ws.kbias[j] != 0.f) {
+        for (int v = 0; v < nv; ++v) vstore(sj + v * W, vzero());
+        continue;
+      }
+      for (int v = 0; v < nv; ++v) {
+        const vf e = vexp(vsub(vload(sj + v * W), mu[v]));
+        vstore(sj + v * W, e);
+        lsum[v] = vadd(lsum[v], e);
+      }
+    }
+    for (int v = 0; v < nv; ++v)
+      vstore(ws.l + v * W, vfma(vload(ws.l + v * W), vload(ws.alpha + v * W), lsum[v]));
+    for (i64 r = 0; r < nq; ++r) {
+      const float a = ws.alpha[r];
+      if (a == 1.f) continue;
+      const vf va = vset1(a);
+      float* o = ws.o + r * HSP;
+      for (i64 c = 0; c < HSP; c += W) vstore(o + c, vmul(vload(o + c), va));
+    }
+    // o += P v  (P^T is the tile: a(r, t) = st[t*BQF + r])
+    for (i64 r0 = 0; r0 < nqp; r0 += MR) tile_ab(crow + r0, ws.st + r0, 1, BQF, vb_ + j0 * p.v_ts, p.v_ts, nk, HS);
   }
   // out = o / l, lse = m + log l  (a row with no visible key: out 0, lse -inf)
   for (i64 r = 0; r < nq; ++r) {
@@ -272,10 +301,148 @@ void fwd_block(float* out, float* lse, const AttentionArgs& p, i64 b, i64 h, i64
   }
 }
 
+
+// ---------------------------------------------------------------------------------------
+// Forward for a few queries (Tq <= kRowTq: KV-cache decoding): one unit per (b, h, query);
+// the query's Tk scores are kept in a per-thread row (O(Tk), never O(Tq*Tk)), then
+// out = sum_j softmax(s)_j v_j.  Reads k and v once, with no padding of the query block.
+constexpr i64 kRowTq = 4;
+
+// s = q . k_j * scale for j in [0, n) (4 keys at a time for independent chains)
+void row_scores(float* __restrict s, const float* q, const float* k, i64 ts, i64 n, i64 HS, float scale) {
+  i64 j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const float* k0 = k + j * ts;
+    vf a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
+    i64 c = 0;
+    for (; c + W <= HS; c += W) {
+      const vf x = vload(q + c);
+      a0 = vfma(x, vload(k0 + c), a0);
+      a1 = vfma(x, vload(k0 + ts + c), a1);
+      a2 = vfma(x, vload(k0 + 2 * ts + c), a2);
+      a3 = vfma(x, vload(k0 + 3 * ts + c), a3);
+    }
+    if (c < HS) {
+      const int r = int(HS - c);
+      const vf x = vload_part(q + c, r);
+      a0 = vfma(x, vload_part(k0 + c, r), a0);
+      a1 = vfma(x, vload_part(k0 + ts + c, r), a1);
+      a2 = vfma(x, vload_part(k0 + 2 * ts + c, r), a2);
+      a3 = vfma(x, vload_part(k0 + 3 * ts + c, r), a3);
+    }
+    s[j] = vreduce_add(a0) * scale;
+    s[j + 1] = vreduce_add(a1) * scale;
+    s[j + 2] = vreduce_add(a2) * scale;
+    s[j + 3] = vreduce_add(a3) * scale;
+  }
+  for (; j < n; ++j) {
+    const float* kj = k + j * ts;
+    vf a = vzero();
+    i64 c = 0;
+    for (; c + W <= HS; c += W) a = vfma(vload(q + c), vload(kj + c), a);
+    if (c < HS) a = vfma(vload_part(q + c, int(HS - c)), vload_part(kj + c, int(HS - c)), a);
+    s[j] = vreduce_add(a) * scale;
+  }
+}
+
+void fwd_row(float* out, float* lse, const AttentionArgs& p, i64 b, i64 h, i64 i, float* s) {
+  const i64 HS = p.HS, Tk = p.Tk;
+  const float* q = p.q + b * p.q_bs + h * p.q_hs + i * p.q_ts;
+  const float* kb_ = p.k + b * p.k_bs + h * p.k_hs;
+  const float* vb_ = p.v + b * p.v_bs + h * p.v_hs;
+  const std::uint8_t* mask = p.key_mask ? p.key_mask + b * Tk : nullptr;
+  float* o = out + ((b * p.NH + h) * p.Tq + i) * HS;
+  float* l_out = lse + (b * p.NH + h) * p.Tq + i;
+  i64 n = Tk;                                            // keys j < n may be visible
+  if (p.causal && i + (Tk - p.Tq) + 1 < n) n = i + (Tk - p.Tq) + 1;
+  if (n < 0) n = 0;
+  row_scores(s, q, kb_, p.k_ts, n, HS, p.scale);
+  if (mask)
+    for (i64 j = 0; j < n; ++j)
+      if (!mask[j]) s[j] = kNegInf;
+  // softmax: m = max s, p = exp(s - m), l = sum p
+  vf vmx = vset1(kNegInf);
+  i64 j = 0;
+  for (; j + W <= n; j += W) vmx = vmax(vmx, vload(s + j));
+  float m = vreduce_max(vmx);
+  for (; j < n; ++j) m = s[j] > m ? s[j] : m;
+  if (m == kNegInf) {                                    // no visible key
+    for (i64 c = 0; c < HS; ++c) o[c] = 0.f;
+    *l_out = kNegInf;
+    return;
+  }
+  const vf vm = vset1(m);
+  vf vs = vzero();
+  for (j = 0; j + W <= n; j += W) {
+    const vf e = vexp(vsub(vload(s + j), vm));
+    vstore(s + j, e);
+    vs = vadd(vs, e);
+  }
+  if (j < n) {
+    const int r = int(n - j);
+    const vf e = vexp(vsub(vload_part(s + j, r), vm));   // lanes past n hold exp(-m): not stored,
+    vstore_part(s + j, e, r);
+    vs = vadd(vs, vload_part(s + j, r));                 // and not summed (re-read the r stored)
+  }
+  const float l = vreduce_add(vs);
+  // out = (sum_j p_j v_j) / l, 4W columns at a time
+  const float inv = 1.f / l;
+  for (i64 c0 = 0; c0 < HS; c0 += 4 * W) {
+    const i64 nc = HS - c0 < 4 * W ? HS - c0 : 4 * W;
+    vf a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
+    if (nc == 4 * W) {
+      for (i64 t = 0; t < n; ++t) {
+        const float* vr = vb_ + t * p.v_ts + c0;
+        const vf pt = vset1(s[t]);
+        a0 = vfma(pt, vload(vr), a0);
+        a1 = vfma(pt, vload(vr + W), a1);
+        a2 = vfma(pt, vload(vr + 2 * W), a2);
+        a3 = vfma(pt, vload(vr + 3 * W), a3);
+      }
+      const vf vi = vset1(inv);
+      vstore(o + c0, vmul(a0, vi));
+      vstore(o + c0 + W, vmul(a1, vi));
+      vstore(o + c0 + 2 * W, vmul(a2, vi));
+      vstore(o + c0 + 3 * W, vmul(a3, vi));
+    } else {
+      alignas(64) float acc[4 * W] = {};
+      for (i64 t = 0; t < n; ++t) {
+        const float* vr = vb_ + t * p.v_ts + c0;
+        const vf pt = vset1(s[t]);
+        for (i64 c = 0; c < nc; c += W) {
+          const int r = nc - c < W ? int(nc - c) : W;
+          vstore(acc + c, vfma(pt, vload_part(vr + c, r), vload(acc + c)));
+        }
+      }
+      for (i64 c = 0; c < nc; ++c) o[c0 + c] = acc[c] * inv;
+    }
+  }
+  *l_out = m + std::log(l);
+}
+
 // out (B, NH, Tq, HS), lse (B, NH, Tq)
 void attention_forward(float* out, float* lse, const AttentionArgs& p) {
-  const i64 nqb = ceil_div(p.Tq, BLK), units = p.B * p.NH * nqb;
-  if (units == 0) return;
+  if (p.B * p.NH * p.Tq == 0) return;
+  if (p.Tq <= kRowTq) {
+    const i64 rows = p.B * p.NH * p.Tq;
+    const std::size_t bytes = std::size_t(round_up(p.Tk, 16) + 16) * sizeof(float);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(p.nthreads)
+#endif
+    {
+      flush_denormals();
+      float* s = static_cast<float*>(workspace(kWsScratch1, bytes));
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+      for (i64 u = 0; u < rows; ++u) {
+        const i64 i = u % p.Tq, bh = u / p.Tq;
+        fwd_row(out, lse, p, bh / p.NH, bh % p.NH, i, s);
+      }
+    }
+    return;
+  }
+  const i64 nqb = ceil_div(p.Tq, BQF), units = p.B * p.NH * nqb;
   const i64 HSP = round_up(p.HS, W);
   const std::size_t bytes = std::size_t(FwdWs::floats(p.HS, HSP)) * sizeof(float);
 #ifdef _OPENMP
@@ -284,7 +451,7 @@ void attention_forward(float* out, float* lse, const AttentionArgs& p) {
   {
     flush_denormals();
     FwdWs ws(static_cast<float*>(workspace(kWsScratch0, bytes)), p.HS, HSP);
-    causal_step(ws.cz);
+    causal_step_t(ws.czt);
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
@@ -303,17 +470,17 @@ void attention_forward(float* out, float* lse, const AttentionArgs& p) {
 struct BwdWs {
   float *kt, *vt, *s, *dp, *dk, *dv, *kbias, *cz, *dummy;
   static i64 floats(i64 HS, i64 HSP) {
-    return 2 * round_up(HS * BLK, 16) + 2 * BLK * BLK + 2 * BLK * HSP + BLK + 2 * BLK + W + HSP + 8 * 16;
+    return 2 * round_up(HS * BKB, 16) + 2 * BLK * BKB + 2 * BKB * HSP + BKB + round_up(2 * BKB + W, 16) + HSP + 8 * 16;
   }
   BwdWs(float* w, i64 HS, i64 HSP) {
-    kt = w; w += round_up(HS * BLK, 16);
-    vt = w; w += round_up(HS * BLK, 16);
-    s = w; w += BLK * BLK;
-    dp = w; w += BLK * BLK;
-    dk = w; w += BLK * HSP;
-    dv = w; w += BLK * HSP;
-    kbias = w; w += BLK;
-    cz = w; w += round_up(2 * BLK + W, 16);
+    kt = w; w += round_up(HS * BKB, 16);
+    vt = w; w += round_up(HS * BKB, 16);
+    s = w; w += BLK * BKB;
+    dp = w; w += BLK * BKB;
+    dk = w; w += BKB * HSP;
+    dv = w; w += BKB * HSP;
+    kbias = w; w += BKB;
+    cz = w; w += round_up(2 * BKB + W, 16);
     dummy = w;
   }
 };
@@ -322,7 +489,7 @@ struct BwdWs {
 void bwd_unit(float* dqh, float* dk, float* dv, const float* dout, const float* D, const float* lse,
               const AttentionArgs& p, i64 b, i64 h, i64 g, i64 G, const BwdWs& ws, i64 HSP) {
   const i64 HS = p.HS, Tq = p.Tq, Tk = p.Tk, off = Tk - Tq;
-  const i64 bh = b * p.NH + h, nkb = ceil_div(Tk, BLK), nqb = ceil_div(Tq, BLK);
+  const i64 bh = b * p.NH + h, nkb = ceil_div(Tk, BKB), nqb = ceil_div(Tq, BLK);
   const float* qb_ = p.q + b * p.q_bs + h * p.q_hs;
   const float* kb_ = p.k + b * p.k_bs + h * p.k_hs;
   const float* vb_ = p.v + b * p.v_bs + h * p.v_hs;
@@ -334,18 +501,18 @@ void bwd_unit(float* dqh, float* dk, float* dv, const float* dout, const float* 
   const float* qrow[BLK];
   const float* drow[BLK];
   float* crow[BLK];
-  float* dkrow[BLK];
-  float* dvrow[BLK];
-  for (int r = 0; r < BLK; ++r) { dkrow[r] = ws.dk + r * HSP; dvrow[r] = ws.dv + r * HSP; }
+  float* dkrow[BKB];
+  float* dvrow[BKB];
+  for (int r = 0; r < BKB; ++r) { dkrow[r] = ws.dk + r * HSP; dvrow[r] = ws.dv + r * HSP; }
 
   for (i64 kb = g; kb < nkb; kb += G) {
-    const i64 j0 = kb * BLK, nk = Tk - j0 < BLK ? Tk - j0 : BLK, ncols = round_up(nk, NV), nkp = round_up(nk, MR);
+    const i64 j0 = kb * BKB, nk = Tk - j0 < BKB ? Tk - j0 : BKB, ncols = round_up(nk, NV), nkp = round_up(nk, MR);
     float* dkd = dk + (bh * Tk + j0) * HS;
     float* dvd = dv + (bh * Tk + j0) * HS;
     // queries that see some key of the block: i + off >= j0
     i64 qstart = 0;
     if (p.causal && j0 - off > 0) qstart = j0 - off;
-    if (!key_bias(ws.kbias, mask, j0, nk) || qstart >= Tq) {   // no query sees these keys
+    if (!key_bias(ws.kbias, mask, j0, nk, BKB) || qstart >= Tq) {   // no query sees these keys
       for (i64 i = 0; i < nk * HS; ++i) { dkd[i] = 0.f; dvd[i] = 0.f; }
       continue;
     }
@@ -365,13 +532,13 @@ void bwd_unit(float* dqh, float* dk, float* dv, const float* dout, const float* 
       // (f1) S = q k^T;  dP = dout v^T
       for (i64 r0 = 0; r0 < nqp; r0 += MR)
         for (i64 c0 = 0; c0 < ncols; c0 += NV) {
-          tile_abt(ws.s + r0 * BLK + c0, BLK, qrow + r0, ws.kt + c0, BLK, HS);
-          tile_abt(ws.dp + r0 * BLK + c0, BLK, drow + r0, ws.vt + c0, BLK, HS);
+          tile_abt(ws.s + r0 * BKB + c0, BKB, qrow + r0, ws.kt + c0, BKB, HS);
+          tile_abt(ws.dp + r0 * BKB + c0, BKB, drow + r0, ws.vt + c0, BKB, HS);
         }
       const bool diag = p.causal && j0 + nk - 1 > i0 + off;
       for (i64 r = 0; r < nq; ++r) {
-        float* sr = ws.s + r * BLK;
-        float* dpr = ws.dp + r * BLK;
+        float* sr = ws.s + r * BKB;
+        float* dpr = ws.dp + r * BKB;
         const float L = lh[i0 + r];
         if (L == kNegInf) {                    // a row with no visible key: P = 0, dS = 0
           for (i64 c = 0; c < ncols; c += W) { vstore(sr + c, vzero()); vstore(dpr + c, vzero()); }
@@ -381,7 +548,7 @@ void bwd_unit(float* dqh, float* dk, float* dv, const float* dout, const float* 
         if (diag) {
           i64 Lk = i0 + r + off - j0;
           if (Lk < -1) Lk = -1;
-          if (Lk < ncols - 1) cz = ws.cz + BLK - Lk;
+          if (Lk < ncols - 1) cz = ws.cz + BKB - Lk;
         }
         const vf vl = vset1(L), vd = vset1(Dh[i0 + r]);
         for (i64 c = 0; c < ncols; c += W) {
@@ -395,11 +562,11 @@ void bwd_unit(float* dqh, float* dk, float* dv, const float* dout, const float* 
       }
       // dV += P^T dout;  dK += (scale dS)^T q   (rows = keys of the block)
       for (i64 r0 = 0; r0 < nkp; r0 += MR) {
-        tile_ab(dvrow + r0, ws.s + r0, 1, BLK, dob + i0 * HS, HS, nq, HS);
-        tile_ab(dkrow + r0, ws.dp + r0, 1, BLK, qb_ + i0 * p.q_ts, p.q_ts, nq, HS);
+        tile_ab(dvrow + r0, ws.s + r0, 1, BKB, dob + i0 * HS, HS, nq, HS);
+        tile_ab(dkrow + r0, ws.dp + r0, 1, BKB, qb_ + i0 * p.q_ts, p.q_ts, nq, HS);
       }
       // dQ += (scale dS) k
-      for (i64 r0 = 0; r0 < nqp; r0 += MR) tile_ab(crow + r0, ws.dp + r0 * BLK, BLK, 1, kb_ + j0 * p.k_ts, p.k_ts, nk, HS);
+      for (i64 r0 = 0; r0 < nqp; r0 += MR) tile_ab(crow + r0, ws.dp + r0 * BKB, BKB, 1, kb_ + j0 * p.k_ts, p.k_ts, nk, HS);
     }
     for (i64 r = 0; r < nk; ++r)
       for (i64 c = 0; c < HS; ++c) { dkd[r * HS + c] = ws.dk[r * HSP + c]; dvd[r * HS + c] = ws.dv[r * HSP + c]; }
@@ -419,7 +586,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                         const AttentionArgs& p) {
   const i64 HS = p.HS, Tq = p.Tq, Tk = p.Tk, BNH = p.B * p.NH;
   if (BNH == 0 || HS == 0) return;
-  const i64 nkb = ceil_div(Tk, BLK), G = key_chunks(BNH, nkb);
+  const i64 nkb = ceil_div(Tk, BKB), G = key_chunks(BNH, nkb);
   const i64 nrows = BNH * Tq;
   const i64 qsize = BNH * Tq * HS;
   // D (BNH*Tq) then the partial dq buffers of chunks 1..G-1
