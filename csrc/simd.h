@@ -229,23 +229,19 @@ IRF_INLINE vf vtanh(vf x) {
   return vcopysign(vselect_lt(ax, vset1(0.625f), small, large), x);
 }
 
-// erf(x).  |x| < 0.875: x P(x^2), P of degree 5; otherwise 1 - exp(-x^2) R(1/|x|), R of
-// degree 7 (erfcx), with |x| clamped to 3.95 where erf rounds to 1 in float32; sign of x.
-// Coefficients: our own Chebyshev-node least-squares fits (float64, rounded to float32).
-// Measured max error (same grid): 1.25e-7 absolute (about 2 ulp, at |x| ~ 0.873), 1.8e-7 relative;
-// tests/test_simd_math.py asserts <= 1.5e-7 absolute and <= 2.5e-7 relative.  NaN gives NaN,
-// +-inf gives +-1.
-IRF_INLINE vf verf(vf x) {
-  const vf ax = vabs(x);
-  const vf z = vmul(ax, ax);
+// erf(a) for a = |x| >= 0 given e = exp(-a^2) (callers that also need exp(-x^2), such as the
+// GELU backward, compute it once); the same approximation and error bound as verf below.  e is
+// not clamped: past a = 3.95, e R(1/3.95) < 2e-8 rounds 1 - e R to exactly 1.
+IRF_INLINE vf verf_abs_with_exp(vf a, vf e) {
+  const vf z = vmul(a, a);
   vf p = vset1(-6.254293257e-04f);
   p = vfma(p, z, vset1(5.042351317e-03f));
   p = vfma(p, z, vset1(-2.679867297e-02f));
   p = vfma(p, z, vset1(1.128267050e-01f));
   p = vfma(p, z, vset1(-3.761257529e-01f));
   p = vfma(p, z, vset1(1.128379107e+00f));
-  const vf small = vmul(ax, p);
-  const vf t = vmin(vset1(3.95f), vmax(vset1(0.875f), ax));   // operand order keeps NaN
+  const vf small = vmul(a, p);
+  const vf t = vmin(vset1(3.95f), vmax(vset1(0.875f), a));   // operand order keeps NaN
   const vf u = vdiv(vset1(1.f), t);
   vf r = vset1(-1.336100977e-02f);
   r = vfma(r, u, vset1(9.502206743e-02f));
@@ -255,9 +251,19 @@ IRF_INLINE vf verf(vf x) {
   r = vfma(r, u, vset1(2.323407121e-02f));
   r = vfma(r, u, vset1(5.645314455e-01f));
   r = vfma(r, u, vset1(-3.459086292e-04f));
-  const vf e = vexp(vmul(vsub(vzero(), t), t));
   const vf large = vfma(vsub(vzero(), e), r, vset1(1.f));
-  return vcopysign(vselect_lt(ax, vset1(0.875f), small, large), x);
+  return vselect_lt(a, vset1(0.875f), small, large);
+}
+
+// erf(x).  |x| < 0.875: x P(x^2), P of degree 5; otherwise 1 - exp(-x^2) R(1/|x|), R of
+// degree 7 (erfcx), with |x| clamped to 3.95 where erf rounds to 1 in float32; sign of x.
+// Coefficients: our own Chebyshev-node least-squares fits (float64, rounded to float32).
+// Measured max error (same grid): 1.25e-7 absolute (about 2 ulp, at |x| ~ 0.873), 1.8e-7 relative;
+// tests/test_simd_math.py asserts <= 1.5e-7 absolute and <= 2.5e-7 relative.  NaN gives NaN,
+// +-inf gives +-1.
+IRF_INLINE vf verf(vf x) {
+  const vf ax = vabs(x);
+  return vcopysign(verf_abs_with_exp(ax, vexp(vmul(vsub(vzero(), ax), ax))), x);
 }
 
 // Flush denormals to zero (FTZ) and treat denormal inputs as zero (DAZ) in this thread.

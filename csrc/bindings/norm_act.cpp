@@ -91,14 +91,22 @@ py::tuple layernorm_forward(py::object x_obj, py::object w_obj, py::object b_obj
   if (C == 0) throw std::invalid_argument("layernorm_forward: x has shape " + shape_str(shape_of(x)) +
                                           "; the normalized (last) dimension must be > 0");
   if (!(eps >= 0.f)) throw std::invalid_argument("layernorm_forward: eps must be >= 0, got " + std::to_string(eps));
-  py::array w, b;
+  py::array w, b;   // (a default py::array is an empty array, not null: track presence in wp / bp)
+  const float* wp = nullptr;
+  const float* bp = nullptr;
   const Shape cs{py::ssize_t(C)};
-  if (!w_obj.is_none()) { w = input(w_obj, op, "weight"); expect_shape(w, cs, op, "weight", "the last dim of x " + shape_str(shape_of(x))); }
-  if (!b_obj.is_none()) { b = input(b_obj, op, "bias"); expect_shape(b, cs, op, "bias", "the last dim of x " + shape_str(shape_of(x))); }
+  if (!w_obj.is_none()) {
+    w = input(w_obj, op, "weight");
+    expect_shape(w, cs, op, "weight", "the last dim of x " + shape_str(shape_of(x)));
+    wp = cptr(w);
+  }
+  if (!b_obj.is_none()) {
+    b = input(b_obj, op, "bias");
+    expect_shape(b, cs, op, "bias", "the last dim of x " + shape_str(shape_of(x)));
+    bp = cptr(b);
+  }
   Shape rs(x.shape(), x.shape() + x.ndim() - 1);
   py::array out = py::array_t<float>(shape_of(x)), mean = py::array_t<float>(rs), rstd = py::array_t<float>(rs);
-  const float* wp = w ? cptr(w) : nullptr;
-  const float* bp = b ? cptr(b) : nullptr;
   {
     py::gil_scoped_release nogil;
     DenormalGuard ftz;
@@ -136,11 +144,14 @@ py::tuple layernorm_backward(py::object dout_obj, py::object x_obj, py::object m
   expect_shape(mean, rs, op, "mean", "x.shape[:-1] of x " + shape_str(shape_of(x)));
   expect_shape(rstd, rs, op, "rstd", "x.shape[:-1] of x " + shape_str(shape_of(x)));
   const Shape cs{py::ssize_t(C)};
-  py::array w;
+  py::array w, dw, db;   // present iff wp / dwp / dbp are set
+  const float* wp = nullptr;
+  float* dwp = nullptr;
+  float* dbp = nullptr;
   py::object dw_ret = py::none(), db_ret = py::none();
-  py::array dw, db;
   if (!w_obj.is_none()) {
     w = input(w_obj, op, "weight");
+    wp = cptr(w);
     expect_shape(w, cs, op, "weight", "the last dim of x " + shape_str(shape_of(x)));
     if (dw_obj.is_none()) {
       dw = py::array_t<float>(cs);
@@ -158,14 +169,13 @@ py::tuple layernorm_backward(py::object dout_obj, py::object x_obj, py::object m
       throw std::invalid_argument("layernorm_backward: dweight and dbias must be different arrays");
     dw_ret = dw;
     db_ret = db;
+    dwp = fptr(dw);
+    dbp = fptr(db);
   } else if (!dw_obj.is_none() || !db_obj.is_none()) {
     throw std::invalid_argument("layernorm_backward: dweight/dbias given but weight is None (no affine parameters)");
   }
   py::array dx = py::array_t<float>(shape_of(x));
   if (N > 0 && C > 0) {
-    const float* wp = w ? cptr(w) : nullptr;
-    float* dwp = dw ? fptr(dw) : nullptr;
-    float* dbp = db ? fptr(db) : nullptr;
     py::gil_scoped_release nogil;
     DenormalGuard ftz;
     if (reference) ref::layernorm_backward(fptr(dx), dwp, dbp, cptr(dout), cptr(x), cptr(mean), cptr(rstd), wp, N, C);

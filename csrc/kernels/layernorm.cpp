@@ -2,7 +2,8 @@
 //
 //   x, out, dout, dx: (N, C) contiguous;  mean, rstd: (N,);  weight, bias, dweight, dbias: (C,)
 //   out = (x - mean) * rstd * weight + bias,  mean = sum(x) / C,
-//   rstd = 1 / sqrt(sum((x - mean)^2) / C + eps)       (two passes: the variance is never < 0)
+//   rstd = 1 / sqrt(sum((x - mean)^2) / C + eps)   (two passes about the first-pass mean, see
+//   row_sqdev: accurate for rows with a large common offset; the variance is never < 0)
 #include <cmath>
 
 #include "kernels.h"
@@ -26,52 +27,58 @@ IRF_INLINE float row_sum(const float* x, i64 C) {
   return vreduce_add(vadd(vadd(a0, a1), vadd(a2, a3)));
 }
 
-// sum((x - m)^2)
-IRF_INLINE float row_sqdev(const float* x, float m, i64 C) {
+// Second pass around the first-pass mean m: sd = sum(x - m), returns sum((x - m)^2).  x - m is
+// (nearly) exact, so m + sd / C corrects the rounding of the first-pass mean (rows with a large
+// common offset), and sum((x - m)^2) / C - (sd / C)^2 is the variance about the corrected mean.
+IRF_INLINE float row_sqdev(const float* x, float m, i64 C, float& sd) {
   const vf vm = vset1(m);
-  vf a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
+  vf a0 = vzero(), a1 = vzero(), s0 = vzero(), s1 = vzero();
   i64 j = 0;
-  for (; j + 4 * W <= C; j += 4 * W) {
+  for (; j + 2 * W <= C; j += 2 * W) {
     const vf d0 = vsub(vload(x + j), vm), d1 = vsub(vload(x + j + W), vm);
-    const vf d2 = vsub(vload(x + j + 2 * W), vm), d3 = vsub(vload(x + j + 3 * W), vm);
+    s0 = vadd(s0, d0);
+    s1 = vadd(s1, d1);
     a0 = vfma(d0, d0, a0);
     a1 = vfma(d1, d1, a1);
-    a2 = vfma(d2, d2, a2);
-    a3 = vfma(d3, d3, a3);
   }
   for (; j + W <= C; j += W) {
     const vf d = vsub(vload(x + j), vm);
+    s0 = vadd(s0, d);
     a0 = vfma(d, d, a0);
   }
-  float tail = 0.f;
-  for (; j < C; ++j) tail += (x[j] - m) * (x[j] - m);
-  return vreduce_add(vadd(vadd(a0, a1), vadd(a2, a3))) + tail;
+  float tail = 0.f, tail_s = 0.f;
+  for (; j < C; ++j) {
+    tail_s += x[j] - m;
+    tail += (x[j] - m) * (x[j] - m);
+  }
+  sd = vreduce_add(vadd(s0, s1)) + tail_s;
+  return vreduce_add(vadd(a0, a1)) + tail;
 }
 
-// out = (x - mean) * rstd * weight + bias, one row; xhat = x * rstd + (-mean * rstd)
+// out = (x - mean) * rstd * weight + bias, one row (x - mean first: exact for large offsets)
 IRF_INLINE void row_normalize(float* out, const float* x, const float* weight, const float* bias, float mean,
                               float rstd, i64 C) {
-  const vf vr = vset1(rstd), vs = vset1(-mean * rstd);
+  const vf vr = vset1(rstd), vm = vset1(mean);
   i64 j = 0;
   if (weight) {
     for (; j + W <= C; j += W) {
-      const vf xh = vfma(vload(x + j), vr, vs);
+      const vf xh = vmul(vsub(vload(x + j), vm), vr);
       vstore(out + j, bias ? vfma(xh, vload(weight + j), vload(bias + j)) : vmul(xh, vload(weight + j)));
     }
     if (j < C) {
       const int r = int(C - j);
-      const vf xh = vfma(vload_part(x + j, r), vr, vs);
+      const vf xh = vmul(vsub(vload_part(x + j, r), vm), vr);
       vstore_part(out + j, bias ? vfma(xh, vload_part(weight + j, r), vload_part(bias + j, r))
                                 : vmul(xh, vload_part(weight + j, r)), r);
     }
   } else {
     for (; j + W <= C; j += W) {
-      const vf xh = vfma(vload(x + j), vr, vs);
+      const vf xh = vmul(vsub(vload(x + j), vm), vr);
       vstore(out + j, bias ? vadd(xh, vload(bias + j)) : xh);
     }
     if (j < C) {
       const int r = int(C - j);
-      const vf xh = vfma(vload_part(x + j, r), vr, vs);
+      const vf xh = vmul(vsub(vload_part(x + j, r), vm), vr);
       vstore_part(out + j, bias ? vadd(xh, vload_part(bias + j, r)) : xh, r);
     }
   }
@@ -83,8 +90,13 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* x, con
   parallel_for(N, min_rows(C), nthreads, [&](i64 r0, i64 r1) {
     for (i64 i = r0; i < r1; ++i) {
       const float* xi = x + i * C;
-      const float m = row_sum(xi, C) / float(C);                 // mean = sum(x) / C
-      const float var = row_sqdev(xi, m, C) / float(C);          // var = sum((x - mean)^2) / C
+      const float m0 = row_sum(xi, C) / float(C);                // mean ~ sum(x) / C
+      float sd;
+      const float ss = row_sqdev(xi, m0, C, sd);
+      const float dm = sd / float(C);
+      const float m = m0 + dm;                                    // mean = sum(x) / C, corrected
+      float var = ss / float(C) - dm * dm;                        // var = sum((x - mean)^2) / C
+      var = var > 0.f ? var : 0.f;
       const float rs = 1.f / std::sqrt(var + eps);               // rstd = 1 / sqrt(var + eps)
       mean[i] = m;
       rstd[i] = rs;
@@ -99,12 +111,12 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* x, con
 // the row's contributions dout * xhat (dweight) and dout (dbias) are added into dw_acc, db_acc.
 IRF_INLINE void row_backward(float* dx, float* dw_acc, float* db_acc, const float* dout, const float* x,
                              const float* weight, float mean, float rstd, i64 C) {
-  const vf vr = vset1(rstd), vs = vset1(-mean * rstd);
+  const vf vr = vset1(rstd), vm = vset1(mean);
   // pass 1: sums of g and g * xhat
   vf sg0 = vzero(), sg1 = vzero(), sgx0 = vzero(), sgx1 = vzero();
   i64 j = 0;
   for (; j + 2 * W <= C; j += 2 * W) {
-    const vf xh0 = vfma(vload(x + j), vr, vs), xh1 = vfma(vload(x + j + W), vr, vs);
+    const vf xh0 = vmul(vsub(vload(x + j), vm), vr), xh1 = vmul(vsub(vload(x + j + W), vm), vr);
     vf g0 = vload(dout + j), g1 = vload(dout + j + W);
     if (weight) {
       g0 = vmul(g0, vload(weight + j));
@@ -117,7 +129,7 @@ IRF_INLINE void row_backward(float* dx, float* dw_acc, float* db_acc, const floa
   }
   for (; j < C; j += W) {
     const int r = C - j < W ? int(C - j) : W;
-    const vf xh = vfma(vload_part(x + j, r), vr, vs);   // lanes >= r: g = 0 below
+    const vf xh = vmul(vsub(vload_part(x + j, r), vm), vr);   // lanes >= r: g = 0 below
     vf g = vload_part(dout + j, r);
     if (weight) g = vmul(g, vload_part(weight + j, r));
     sg0 = vadd(sg0, g);
@@ -131,7 +143,7 @@ IRF_INLINE void row_backward(float* dx, float* dw_acc, float* db_acc, const floa
   for (j = 0; j < C; j += W) {
     const int r = C - j < W ? int(C - j) : W;
     const bool full = r == W;
-    const vf xh = vfma(full ? vload(x + j) : vload_part(x + j, r), vr, vs);
+    const vf xh = vmul(vsub(full ? vload(x + j) : vload_part(x + j, r), vm), vr);
     const vf d = full ? vload(dout + j) : vload_part(dout + j, r);
     const vf g = weight ? vmul(d, full ? vload(weight + j) : vload_part(weight + j, r)) : d;
     const vf dxv = vmul(vr, vsub(vsub(g, va), vmul(xh, vb)));

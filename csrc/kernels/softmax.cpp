@@ -29,9 +29,10 @@ IRF_INLINE float row_max(const float* x, i64 C) {
 // sum(exp(x - m)), also storing exp(x - m) into e when e is not null
 IRF_INLINE float row_sumexp(float* e, const float* x, float m, i64 C) {
   const vf vm = vset1(m);
-  vf s0 = vzero(), s1 = vzero();
+  vf s0 = vzero(), s1 = vzero(), t0 = vzero();
   i64 j = 0;
-  for (; j + 2 * W <= C; j += 2 * W) {
+  // blocked summation: block sums of up to 32 * 2W terms are added into t0 (long vocab rows)
+  for (i64 k = 0; j + 2 * W <= C; j += 2 * W) {
     const vf e0 = vexp(vsub(vload(x + j), vm)), e1 = vexp(vsub(vload(x + j + W), vm));
     if (e) {
       vstore(e + j, e0);
@@ -39,7 +40,13 @@ IRF_INLINE float row_sumexp(float* e, const float* x, float m, i64 C) {
     }
     s0 = vadd(s0, e0);
     s1 = vadd(s1, e1);
+    if (++k == 32) {
+      t0 = vadd(t0, vadd(s0, s1));
+      s0 = s1 = vzero();
+      k = 0;
+    }
   }
+  s1 = vadd(s1, t0);
   for (; j < C; j += W) {
     const int r = C - j < W ? int(C - j) : W;
     vf ev = vexp(vsub(vload_part(x + j, r), vm));
@@ -68,11 +75,11 @@ void softmax_forward(float* out, const float* x, i64 N, i64 C, bool log, int nth
         for (; j + W <= C; j += W) vstore(yi + j, vmul(vload(yi + j), inv));   // out = exp / s
         if (j < C) vstore_part(yi + j, vmul(vload_part(yi + j, int(C - j)), inv), int(C - j));
       } else {
-        const float lse = m + std::log(row_sumexp(nullptr, xi, m, C));   // log sum exp(x)
-        const vf vl = vset1(lse);
+        // out = x - max - log(sum exp(x - max)); x - max first (exact for large |x|)
+        const vf vl = vset1(std::log(row_sumexp(nullptr, xi, m, C))), vm = vset1(m);
         i64 j = 0;
-        for (; j + W <= C; j += W) vstore(yi + j, vsub(vload(xi + j), vl));   // out = x - lse
-        if (j < C) vstore_part(yi + j, vsub(vload_part(xi + j, int(C - j)), vl), int(C - j));
+        for (; j + W <= C; j += W) vstore(yi + j, vsub(vsub(vload(xi + j), vm), vl));
+        if (j < C) vstore_part(yi + j, vsub(vsub(vload_part(xi + j, int(C - j)), vm), vl), int(C - j));
       }
     }
   });
