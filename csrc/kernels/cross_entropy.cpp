@@ -17,6 +17,10 @@ namespace IRF_ISA {
 namespace {
 
 constexpr i64 kChunk = 1024;            // floats per chunk (4 KiB: stays in L1 between the passes)
+constexpr i64 kMinParallel = 1 << 17;   // logits below which one thread is faster than two
+// dlogits larger than this (floats) are written with streaming stores: they cannot stay in
+// cache anyway, and a streaming store skips the read-for-ownership of every destination line.
+constexpr i64 kStreamMin = i64(1) << 22;
 constexpr float kNegInf = -__builtin_inff();
 
 // pad[W - n + lane] is 0 for lane < n and -inf for lane >= n: adding vload(pad + W - n) to a
@@ -27,6 +31,18 @@ struct TailPad {
     for (int i = 0; i < W; ++i) { v[i] = 0.f; v[W + i] = kNegInf; }
   }
 };
+
+// Non-temporal store of one vector to a W*4-byte aligned address (not in simd.h's vocabulary:
+// only this file needs it); stores are ordered by an sfence at the end of the kernel.
+IRF_INLINE void vstream(float* p, vf v) {
+#if defined(__AVX512F__)
+  _mm512_stream_ps(p, v);
+#elif defined(__AVX2__)
+  _mm256_stream_ps(p, v);
+#else
+  _mm_stream_ps(p, (__m128)v);
+#endif
+}
 
 IRF_INLINE vf load_tail(const float* p, int n, const float* pad) {
   return vadd(vload_part(p, n), vload(pad + W - n));
@@ -82,7 +98,7 @@ void cross_entropy_forward(float* lse, double* row_loss, const float* logits, co
                            i64 V, i64 ignore_index, int nthreads) {
   const TailPad pad;
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads < 1 ? 1 : nthreads) if (N > 1 && N * V >= 32768)
+#pragma omp parallel num_threads(nthreads < 1 ? 1 : nthreads) if (N > 1 && N * V >= kMinParallel)
 #endif
   {
     flush_denormals();
@@ -104,11 +120,12 @@ void cross_entropy_forward(float* lse, double* row_loss, const float* logits, co
 void cross_entropy_backward(float* dlogits, const float* lse, const float* logits, const i64* targets,
                             float scale, i64 N, i64 V, i64 ignore_index, int nthreads) {
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads < 1 ? 1 : nthreads) if (N * V >= 32768)
+#pragma omp parallel num_threads(nthreads < 1 ? 1 : nthreads) if (N * V >= kMinParallel)
 #endif
   {
     flush_denormals();
     const int tid = thread_id(), nth = team_size();
+    const bool stream = N * V >= kStreamMin;
     // Split (row, column-block) work so that few rows still use every thread.
     const i64 cb = ceil_div(V, 8192 / W * W);   // column blocks per row
     const i64 bl = ceil_div(V, cb);             // block length
@@ -126,6 +143,18 @@ void cross_entropy_backward(float* dlogits, const float* lse, const float* logit
       }
       const vf l = vset1(lse[n]), sc = vset1(scale);
       i64 j = j0;
+      if (stream) {
+        // scalar head up to a vector-aligned destination, then aligned streaming stores
+        while (j < j1 && (reinterpret_cast<std::uintptr_t>(d + j) % (W * sizeof(float))) != 0) {
+          const int r = 1;
+          vstore_part(d + j, vmul(vexp(vsub(vload_part(x + j, r), l)), sc), r);
+          ++j;
+        }
+        for (; j + 2 * W <= j1; j += 2 * W) {
+          vstream(d + j, vmul(vexp(vsub(vload(x + j), l)), sc));
+          vstream(d + j + W, vmul(vexp(vsub(vload(x + j + W), l)), sc));
+        }
+      }
       for (; j + 2 * W <= j1; j += 2 * W) {
         vstore(d + j, vmul(vexp(vsub(vload(x + j), l)), sc));
         vstore(d + j + W, vmul(vexp(vsub(vload(x + j + W), l)), sc));
@@ -135,6 +164,7 @@ void cross_entropy_backward(float* dlogits, const float* lse, const float* logit
         const int r = int(j1 - j);
         vstore_part(d + j, vmul(vexp(vsub(vload_part(x + j, r), l)), sc), r);
       }
+      if (stream) _mm_sfence();   // the target fix-up below reads what was just streamed
       if (t >= j0 && t < j1) d[t] -= scale;     // - onehot(t) * scale
     }
   }

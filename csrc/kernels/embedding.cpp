@@ -36,7 +36,7 @@ IRF_INLINE void add_row(float* __restrict d, const float* __restrict s, i64 c0, 
 // out[i, :] = weight[ids[i], :]
 void embedding_forward(float* out, const i64* ids, const float* weight, i64 N, i64 C, int nthreads) {
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads < 1 ? 1 : nthreads) if (N * C >= 65536)
+#pragma omp parallel num_threads(nthreads < 1 ? 1 : nthreads) if (N * C >= (1 << 18))
 #endif
   {
     flush_denormals();
@@ -54,7 +54,7 @@ void embedding_backward(float* dweight, const float* dout, const i64* ids, i64 N
   const i64 nblocks = ceil_div(C, kColBlock);
   int nth = nthreads < 1 ? 1 : nthreads;
   if (nth > nblocks) nth = int(nblocks);
-  if (N * C < 65536) nth = 1;
+  if (N * C < (1 << 18)) nth = 1;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nth) if (nth > 1)
 #endif
