@@ -242,15 +242,18 @@ class GPT(nn.Module):
             raise ValueError(f"generate: top_p must be in (0, 1], got {top_p}")
         if idx.shape[1] == 0:
             raise ValueError("generate: the prompt must hold at least one token")
+        return self._stream(idx, int(max_new_tokens), temperature, top_k, top_p, eos_token_id, seed)
+
+    def _stream(self, idx, max_new_tokens, temperature, top_k, top_p, eos_token_id, seed):
         rng = np.random.default_rng(seed)
         dec = _Decoder(self)
         bs = self.config.block_size
         seq = idx.astype(np.int64)
         B = seq.shape[0]
         finished = np.zeros(B, dtype=bool)
-        dec.capacity = min(bs, min(seq.shape[1], bs) + int(max_new_tokens))
+        dec.capacity = min(bs, min(seq.shape[1], bs) + max_new_tokens)
         logits = dec.prefill(seq[:, -bs:])
-        for step in range(int(max_new_tokens)):
+        for step in range(max_new_tokens):
             tok = _sample(logits, temperature, top_k, top_p, rng)
             if eos_token_id is not None:
                 tok = np.where(finished, eos_token_id, tok)
@@ -268,16 +271,12 @@ class GPT(nn.Module):
 # ---- helpers -------------------------------------------------------------------------------------
 def _array(p) -> np.ndarray:
     """The numpy array behind a parameter (shared memory, no copy)."""
-    d = p.data
-    return d if isinstance(d, np.ndarray) else np.asarray(d)
+    return p.data
 
 
 def _assign(p, value: np.ndarray) -> None:
-    d = p.data
-    if isinstance(d, np.ndarray):
-        d[...] = value
-    else:                                       # a framework tensor (test shims)
-        d.copy_(type(d)(value) if not hasattr(d, "new_tensor") else d.new_tensor(value))
+    """Copy ``value`` into the parameter's array in place (views, e.g. an optimizer's flat buffer, stay valid)."""
+    ops.copy_(p.data, np.ascontiguousarray(value, dtype=np.float32))
 
 
 def _check_ids(idx, config: GPTConfig, name: str) -> np.ndarray:
