@@ -93,3 +93,16 @@ def test_diverging_run_is_one_line(trained, tmp_path):
              *TINY)
     assert r.returncode == 1
     assert "became" in r.stderr and "lower --lr" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bpe_train_and_generate_non_latin(tmp_path):
+    data = tmp_path / "t.txt"
+    data.write_text(corpus.read_play("othello")[:15000] + "\nÉmoji 🙂 日本語\n", encoding="utf-8")
+    r = _run("train", "--data", str(data), "--tokenizer", "bpe", "--bpe-vocab-size", "300",
+             "--max-iters", "2", "--eval-interval", "2", "--out-dir", str(tmp_path / "o"),
+             "--sample-tokens", "5", *TINY)
+    assert r.returncode == 0, r.stderr
+    g = _run("generate", "--model", str(tmp_path / "o"), "--prompt", "日本 🙂", "--max-new-tokens", "4",
+             "--seed", "0")
+    assert g.returncode == 0, g.stderr
+    assert g.stdout.startswith("日本 🙂")
