@@ -40,7 +40,7 @@ def test_train_then_generate(trained):
     d, r = trained
     assert "done: 5 steps" in r.stdout and "val loss" in r.stdout
     assert "---- sample ----" in r.stdout
-    for f in ("config.json", "model.safetensors", "tokenizer.json", "ckpt.pkl", "metrics.jsonl"):
+    for f in ("config.json", "model.safetensors", "tokenizer.json", "ckpt.safetensors", "metrics.jsonl"):
         assert (d / "out" / f).is_file()
     g = _run("generate", "--model", str(d / "out"), "--prompt", "HAMLET:", "--max-new-tokens", "25",
              "--seed", "3", "--top-k", "5")

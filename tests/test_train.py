@@ -60,7 +60,7 @@ def test_resume_is_bit_exact(tmp_path, text_file, extra):
 def test_outputs_and_reload(tmp_path, text_file):
     res = train(_cfg(text_file, tmp_path / "o", max_iters=3, plot=True))
     d = tmp_path / "o"
-    for f in ("config.json", "model.safetensors", "tokenizer.json", "ckpt.pkl", "metrics.jsonl",
+    for f in ("config.json", "model.safetensors", "tokenizer.json", "ckpt.safetensors", "metrics.jsonl",
               "train_config.json"):
         assert (d / f).is_file(), f
     ck = load_checkpoint(d)
@@ -69,15 +69,17 @@ def test_outputs_and_reload(tmp_path, text_file):
     ids = np.array([[1, 2, 3]])
     np.testing.assert_array_equal(again.generate(ids, 5, temperature=0), res.model.generate(ids, 5, temperature=0))
     assert ck["history"][-1]["val_loss"] == res.val_loss
+    with pytest.raises(ValueError, match="not an ironformer"):
+        load_checkpoint(d / "model.safetensors")
 
 
 def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, text_file):
     out = tmp_path / "nan"
     train(_cfg(text_file, out, max_iters=3))
-    before = (out / "ckpt.pkl").read_bytes()
+    before = (out / "ckpt.safetensors").read_bytes()
     with pytest.raises(TrainingDiverged, match="kept"):
         train(_cfg(text_file, out, max_iters=9, resume=True, lr=1e12, warmup_iters=0, grad_clip=0.0))
-    assert (out / "ckpt.pkl").read_bytes() == before
+    assert (out / "ckpt.safetensors").read_bytes() == before
     assert load_checkpoint(out)["step"] == 3
 
 

@@ -135,7 +135,7 @@ def _cmd_train(args) -> int:
             raise CLIError(f"no such data file: {f}")
     if args.n_embd % args.n_head:
         raise CLIError(f"--n-embd ({args.n_embd}) must be divisible by --n-head ({args.n_head})")
-    if args.resume and not (Path(args.out_dir) / "ckpt.pkl").is_file():
+    if args.resume and not (Path(args.out_dir) / "ckpt.safetensors").is_file():
         raise CLIError(f"--resume: no checkpoint in {args.out_dir}")
     cfg = TrainConfig(
         data=args.data, tokenizer=args.tokenizer, bpe_vocab_size=args.bpe_vocab_size,

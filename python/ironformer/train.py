@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import os
-import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +32,8 @@ __all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "lr_at", "
 
 log = logging.getLogger(__name__)
 
-CKPT_NAME = "ckpt.pkl"
+CKPT_NAME = "ckpt.safetensors"
+CKPT_FORMAT = "ironformer-gpt-train-1"
 
 
 class TrainingDiverged(RuntimeError):
@@ -172,31 +172,62 @@ def _seed_dropout(seed: int, step: int) -> None:
     manual_seed(int(np.random.SeedSequence([seed, step]).generate_state(1)[0]))
 
 
-# ---- checkpoints ---------------------------------------------------------------------------
-def _atomic_pickle(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+# ---- checkpoints ----
+# One safetensors file: every array (model parameters, optimizer moments) is a tensor; the rest
+# (step, configs, optimizer scalars, the data RNG state, the eval history) is JSON in the
+# header metadata, arrays referenced as {"__tensor__": key}. No pickle: loading a checkpoint
+# never executes code.
+def _to_json(obj, tensors: dict, prefix: str):
+    if isinstance(obj, np.ndarray):
+        key = f"{prefix}"
+        tensors[key] = np.ascontiguousarray(obj)
+        return {"__tensor__": key}
+    if isinstance(obj, dict):
+        return {str(k): _to_json(v, tensors, f"{prefix}.{k}") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_json(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def _from_json(obj, tensors: dict):
+    if isinstance(obj, dict):
+        if set(obj) == {"__tensor__"}:
+            return tensors[obj["__tensor__"]]
+        return {k: _from_json(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_from_json(v, tensors) for v in obj]
+    return obj
 
 
 def load_checkpoint(path) -> dict:
+    """The training checkpoint (a dict: step, model arrays, optimizer state, data RNG state, ...)."""
+    from safetensors import safe_open
+
+    from .hub import read_safetensors
+
     path = Path(path)
     if path.is_dir():
         path = path / CKPT_NAME
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    with open(path, "rb") as f:
-        return pickle.load(f)
+    with safe_open(str(path), framework="numpy") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != CKPT_FORMAT:
+        raise ValueError(f"{path}: not an ironformer GPT training checkpoint")
+    return _from_json(json.loads(meta["checkpoint"]), read_safetensors(path))
 
 
 def _save_checkpoint(out_dir: Path, model, opt, step, rng, cfg, history, model_cfg) -> None:
-    ckpt = {"format": "ironformer-gpt-ckpt-1", "step": step, "model": model.arrays(),
-            "model_config": model_cfg.to_dict(), "optimizer": opt.state_dict(),
-            "data_rng": rng.bit_generator.state, "train_config": asdict(cfg), "history": history}
-    _atomic_pickle(ckpt, out_dir / CKPT_NAME)
+    from .hub import write_safetensors
+
+    tensors: dict = {}
+    ckpt = {"step": step, "model": model.arrays(), "model_config": model_cfg.to_dict(),
+            "optimizer": opt.state_dict(), "data_rng": rng.bit_generator.state,
+            "train_config": asdict(cfg), "history": history}
+    meta = json.dumps(_to_json(ckpt, tensors, "ckpt"), default=str)
+    write_safetensors(tensors, out_dir / CKPT_NAME, metadata={"format": CKPT_FORMAT, "checkpoint": meta})
 
 
 def _kept(out_dir: Path) -> str:
