@@ -8,7 +8,9 @@ Cases (the shapes of a GPT-2 small training step, B*T = 2048 tokens):
   * AdamW over 10.65M parameters (one flat buffer) vs torch.optim.AdamW(fused=True) (target >= 1x);
   * embedding forward + backward for (12*64 ids, V 65, C 128) and (8*256 ids, V 50257, C 768)
     vs F.embedding + autograd; both sides accumulate into an existing weight gradient.
-Each case runs ironformer and torch interleaved (round-robin, after warm-up) at the same thread
+Each step allocates its outputs as a training step does (ironformer's cross_entropy_backward
+reuses the freed dlogits block of the previous step; torch allocates afresh, as its CPU
+allocator does).  Each case runs ironformer and torch interleaved (round-robin, after warm-up) at the same thread
 count and reports the median time and the ratio (torch time / ironformer time: > 1 means
 ironformer is faster).  The machine is shared and noisy: trust ratios from one run.
 """

@@ -19,75 +19,6 @@ struct GemmParams {
   int nthreads = 1;
 };
 
-// ---- elementwise (structs used by the table; csrc/kernels/elementwise.cpp) ----
-// Operations of the elementwise kernel.  Binary: out = a (op) b.  Unary (b unused):
-//   kAffine  out = alpha * a + beta   (copy, negation, scaling, scalar add / subtract)
-//   kExp, kLog, kSqrt                 out = exp(a), log(a), sqrt(a)
-//   kPow     out = a ** alpha         (alpha a scalar exponent)
-enum EwOp : int { kEwAdd = 0, kEwSub, kEwMul, kEwDiv, kEwAffine, kEwExp, kEwLog, kEwSqrt, kEwPow, kEwOpCount };
-inline bool ew_is_binary(int op) { return op <= kEwDiv; }
-// Element (i0, i1, i2, i3) of operand X lives at x + i0*xs[0] + ... + i3*xs[3] (element
-// strides; 0 for broadcast dimensions).  Unused leading dims have shape 1.  out must not
-// partially overlap an input (an exact alias is fine: every element is read before written).
-struct EwParams {
-  int op = kEwAdd;
-  i64 shape[4] = {1, 1, 1, 1};
-  float* out = nullptr;     i64 os[4] = {0, 0, 0, 0};
-  const float* a = nullptr; i64 as[4] = {0, 0, 0, 0};
-  const float* b = nullptr; i64 bs[4] = {0, 0, 0, 0};
-  float alpha = 1.f, beta = 0.f;
-  int nthreads = 1;
-};
-// out (O, I) [+]= sum over r of x (O, R, I); x and out contiguous.
-struct ReduceParams {
-  float* out = nullptr;
-  const float* x = nullptr;
-  i64 O = 1, R = 1, I = 1;
-  bool accumulate = false;
-  int nthreads = 1;
-};
-// ---- end elementwise ----
-// ---- loss_optim (parameter structs) ----
-// AdamW (torch.optim.AdamW): param *= decay; m += (1-beta1)(g - m); v = beta2 v + (1-beta2) g^2;
-// param -= step_size * m / (sqrt(v) / bc2_sqrt + eps).  decay = 1 - lr*wd, step_size = lr/bc1,
-// bc1 = 1 - beta1^step, bc2_sqrt = sqrt(1 - beta2^step), all computed in double then rounded.
-struct AdamWScalars {
-  float decay = 1.f, beta1 = 0.9f, one_minus_beta1 = 0.1f, beta2 = 0.999f, one_minus_beta2 = 0.001f;
-  float step_size = 0.f, bc2_sqrt = 1.f, eps = 1e-8f;
-  bool apply_decay = false;
-};
-// SGD (torch.optim.SGD): g += wd * param; buf = first ? g : momentum*buf + (1-dampening)*g;
-// g = nesterov ? g + momentum*buf : buf (momentum != 0); param -= lr * g.
-struct SgdScalars {
-  float lr = 0.f, momentum = 0.f, one_minus_dampening = 1.f, weight_decay = 0.f;
-  bool nesterov = false, first_step = false;
-};
-// Elements per partial sum of sum_squares (fixed, so the result is independent of threads).
-constexpr i64 kSumSquaresBlock = 4096;
-// Dropout mask parameters: element i is kept iff (hash(seed, offset + i) >> 8) >= p24.
-struct DropoutParams {
-  std::uint64_t seed = 0, offset = 0;
-  std::uint32_t p24 = 0;
-  float scale = 1.f;
-};
-// The dropout hash (counter-based, stateless): 32 well-mixed bits from (seed, counter).
-// hash = mix32(mix32(lo32(counter) ^ k1) + k2) with (k1, k2) = dropout_keys(seed, hi32(counter));
-// mix32 is a bijective xorshift-multiply finaliser (Wellons' lowbias32), so for one key no two
-// counters in a 2^32 run collide.  `static` gives each ISA object its own copy (no ODR merging).
-static inline std::uint32_t dropout_mix32(std::uint32_t x) {
-  x ^= x >> 16; x *= 0x7feb352dU; x ^= x >> 15; x *= 0x846ca68bU; x ^= x >> 16;
-  return x;
-}
-static inline void dropout_keys(std::uint64_t seed, std::uint32_t hi, std::uint32_t& k1, std::uint32_t& k2) {
-  k1 = dropout_mix32(std::uint32_t(seed) ^ dropout_mix32(std::uint32_t(seed >> 32) ^ 0x9E3779B9U ^
-                                                        dropout_mix32(hi + 0x85EBCA6BU)));
-  k2 = dropout_mix32(k1 ^ 0x68E31DA4U);
-}
-static inline std::uint32_t dropout_hash(std::uint32_t lo, std::uint32_t k1, std::uint32_t k2) {
-  return dropout_mix32(dropout_mix32(lo ^ k1) + k2);
-}
-// ---- end loss_optim (parameter structs) ----
-
 struct KernelTable {
   const char* isa;
   // matrix multiply (csrc/kernels/gemm.cpp)
@@ -139,6 +70,28 @@ struct KernelTable {
 
   // ---- loss_optim: cross-entropy, embedding, optimizers, grad norm, dropout
   //      (csrc/kernels/loss_optim.cpp and neighbours) ----
+  // AdamW (torch.optim.AdamW): param *= decay; m += (1-beta1)(g - m); v = beta2 v + (1-beta2) g^2;
+  // param -= step_size * m / (sqrt(v) / bc2_sqrt + eps).  decay = 1 - lr*wd, step_size = lr/bc1,
+  // bc1 = 1 - beta1^step, bc2_sqrt = sqrt(1 - beta2^step), all computed in double then rounded.
+  struct AdamWScalars {
+    float decay = 1.f, beta1 = 0.9f, one_minus_beta1 = 0.1f, beta2 = 0.999f, one_minus_beta2 = 0.001f;
+    float step_size = 0.f, bc2_sqrt = 1.f, eps = 1e-8f;
+    bool apply_decay = false;
+  };
+  // SGD (torch.optim.SGD): g += wd * param; buf = first ? g : momentum*buf + (1-dampening)*g;
+  // g = nesterov ? g + momentum*buf : buf (momentum != 0); param -= lr * g.
+  struct SgdScalars {
+    float lr = 0.f, momentum = 0.f, one_minus_dampening = 1.f, weight_decay = 0.f;
+    bool nesterov = false, first_step = false;
+  };
+  // Elements per partial sum of sum_squares (fixed, so the result is independent of threads).
+  static constexpr i64 kSumSquaresBlock = 4096;
+  // Dropout mask parameters: element i is kept iff (hash(seed, offset + i) >> 8) >= p24.
+  struct DropoutParams {
+    std::uint64_t seed = 0, offset = 0;
+    std::uint32_t p24 = 0;
+    float scale = 1.f;
+  };
   // cross-entropy fused with softmax (csrc/kernels/cross_entropy.cpp).  logits (N, V), targets
   // (N,) already validated (ignore_index or in [0, V)).  Forward: lse[n] = logsumexp(logits[n]),
   // row_loss[n] = lse[n] - logits[n, targets[n]] (0 for ignored rows), double.  Backward:
@@ -169,12 +122,6 @@ struct KernelTable {
 
   // ---- elementwise: broadcasting binary ops, unary maps, axis reductions for autograd
   //      (csrc/kernels/elementwise.cpp) ----
-  // out (strided) = op(a, b) or op(a) elementwise over an already broadcast and collapsed
-  // iteration space of <= 4 dims (EwParams); results do not depend on nthreads.
-  void (*elementwise)(const EwParams& p);
-  // out (O, I) = (accumulate ? out : 0) + sum_r x (O, R, I), all contiguous; fixed blocked
-  // summation order (see elementwise.cpp), identical for every thread count.
-  void (*reduce_sum)(const ReduceParams& p);
   // ---- end elementwise ----
 };
 
@@ -219,6 +166,9 @@ void sum_rows(float* out, const float* x, i64 N, i64 C, bool accumulate);
 // ---- end norm_act ----
 
 // ---- loss_optim ----
+using AdamWScalars = KernelTable::AdamWScalars;
+using SgdScalars = KernelTable::SgdScalars;
+using DropoutParams = KernelTable::DropoutParams;
 void cross_entropy_forward(float* lse, double* row_loss, const float* logits, const i64* targets, i64 N, i64 V,
                            i64 ignore_index);
 void cross_entropy_backward(float* dlogits, const float* lse, const float* logits, const i64* targets,
@@ -231,11 +181,26 @@ void sum_squares(double* partials, const float* x, i64 n);
 void scale(float* x, float factor, i64 n);
 void dropout_forward(float* out, const float* x, const DropoutParams& d, i64 n);
 void dropout_backward(float* dx, const float* dout, const DropoutParams& d, i64 n);
+// The dropout hash (counter-based, stateless): 32 well-mixed bits from (seed, counter).
+// hash = mix32(mix32(lo32(counter) ^ k1) + k2) with (k1, k2) = dropout_keys(seed, hi32(counter));
+// mix32 is a bijective xorshift-multiply finaliser (Wellons' lowbias32), so for one key no two
+// counters in a 2^32 run collide.  `static` gives each ISA object its own copy (no ODR merging).
+// Used by the kernels (csrc/kernels/dropout.cpp) and the reference alike.
+static inline std::uint32_t dropout_mix32(std::uint32_t x) {
+  x ^= x >> 16; x *= 0x7feb352dU; x ^= x >> 15; x *= 0x846ca68bU; x ^= x >> 16;
+  return x;
+}
+static inline void dropout_keys(std::uint64_t seed, std::uint32_t hi, std::uint32_t& k1, std::uint32_t& k2) {
+  k1 = dropout_mix32(std::uint32_t(seed) ^ dropout_mix32(std::uint32_t(seed >> 32) ^ 0x9E3779B9U ^
+                                                        dropout_mix32(hi + 0x85EBCA6BU)));
+  k2 = dropout_mix32(k1 ^ 0x68E31DA4U);
+}
+static inline std::uint32_t dropout_hash(std::uint32_t lo, std::uint32_t k1, std::uint32_t k2) {
+  return dropout_mix32(dropout_mix32(lo ^ k1) + k2);
+}
 // ---- end loss_optim ----
 
 // ---- elementwise ----
-void elementwise(const EwParams& p);   // double arithmetic, scalar loops
-void reduce_sum(const ReduceParams& p);   // double accumulation
 // ---- end elementwise ----
 }
 

@@ -466,3 +466,27 @@ def test_dropout_edges_and_errors(isa, rng):
         ops.dropout_backward(x, 2.0, 1)
     with pytest.raises(TypeError, match="dropout_forward: x must be float32, got float64"):
         ops.dropout_forward(x.astype(np.float64), 0.5, 1)
+
+
+def test_cross_entropy_backward_cached_buffers_never_alias_live_arrays(rng):
+    # dlogits >= 16 MB come from a small cache of freed blocks: a block may only be reused once
+    # no array or view refers to it
+    x = rng.standard_normal((90, 50257)).astype(np.float32)
+    t = rng.integers(0, 50257, 90)
+    _, lse = ops.cross_entropy_forward(x, t)
+    d1 = ops.cross_entropy_backward(x, t, lse, dloss=1.0)
+    keep = d1.copy()
+    d2 = ops.cross_entropy_backward(x, t, lse, dloss=2.0)
+    assert not np.shares_memory(d1, d2)
+    np.testing.assert_allclose(d2, 2 * keep, rtol=1e-6, atol=0)
+    view = d1[::2]
+    del d1
+    d3 = ops.cross_entropy_backward(x, t, lse, dloss=3.0)
+    assert not np.shares_memory(view, d3)
+    assert np.array_equal(view, keep[::2])
+    del d2
+    d4 = ops.cross_entropy_backward(x, t, lse, dloss=4.0)            # may reuse d2's block
+    assert not np.shares_memory(d4, d3) and not np.shares_memory(d4, view)
+    np.testing.assert_allclose(d4, 4 * keep, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(d3, 3 * keep, rtol=1e-6, atol=0)
+    assert d4.flags.writeable and d4.flags.c_contiguous

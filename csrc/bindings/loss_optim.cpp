@@ -14,6 +14,9 @@ namespace {
 
 using IdArray = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
 using FArray = py::array_t<float, py::array::c_style>;
+using AdamWScalars = KernelTable::AdamWScalars;
+using SgdScalars = KernelTable::SgdScalars;
+using DropoutParams = KernelTable::DropoutParams;
 
 std::string shape_of(const std::vector<py::ssize_t>& s) {
   std::string r = "(";
@@ -78,6 +81,65 @@ bool same_memory(const py::array& a, const py::array& b) {
   const char* a0 = static_cast<const char*>(a.data());
   const char* b0 = static_cast<const char*>(b.data());
   return a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
+}
+
+// ---------------------------------------------------------------------------------------
+// Output buffers of cross_entropy_backward (dlogits: N*V floats, 400 MB for GPT-2's vocabulary
+// at 2048 tokens) come from a tiny cache of freed blocks: a training loop drops dlogits every
+// step and asks for the same size again, and faulting in 100k fresh pages costs more than the
+// kernel itself.  A block returns to the cache only from the owning capsule's destructor, i.e.
+// when no numpy array (or view) refers to it any more; the kernel overwrites every element.
+// Both ends run with the GIL held, which serialises access to the cache.
+constexpr std::size_t kCacheMinBytes = std::size_t(16) << 20;   // only large buffers are cached
+constexpr int kCacheBlocks = 2;                                  // at most this many kept
+
+struct Block { void* ptr; std::size_t bytes; };
+struct BlockCache {
+  Block blocks[kCacheBlocks] = {};
+  int count = 0;
+};
+BlockCache& block_cache() {
+  static BlockCache* cache = new BlockCache();   // never destroyed: capsules may outlive statics
+  return *cache;
+}
+
+void release_block(void* raw) {
+  Block* b = static_cast<Block*>(raw);
+  BlockCache& c = block_cache();
+  if (c.count == kCacheBlocks) {                 // evict the oldest
+    aligned_free64(c.blocks[0].ptr);
+    for (int i = 1; i < kCacheBlocks; ++i) c.blocks[i - 1] = c.blocks[i];
+    --c.count;
+  }
+  c.blocks[c.count++] = *b;
+  delete b;
+}
+
+// A new C-contiguous float32 array of `shape` (uninitialised: the caller writes every element).
+py::array_t<float> new_output(const std::vector<py::ssize_t>& shape) {
+  std::size_t n = 1;
+  for (py::ssize_t d : shape) n *= std::size_t(d);
+  const std::size_t bytes = n * sizeof(float);
+  if (bytes < kCacheMinBytes) return py::array_t<float>(shape);
+  BlockCache& c = block_cache();
+  Block* b = new Block{nullptr, bytes};
+  for (int i = c.count - 1; i >= 0; --i)
+    if (c.blocks[i].bytes == bytes) {
+      b->ptr = c.blocks[i].ptr;
+      for (int j = i + 1; j < c.count; ++j) c.blocks[j - 1] = c.blocks[j];
+      --c.count;
+      break;
+    }
+  if (!b->ptr) {
+    try {
+      b->ptr = aligned_alloc64(bytes);
+    } catch (...) {
+      delete b;
+      throw;
+    }
+  }
+  py::capsule owner(b, &release_block);
+  return py::array_t<float>(shape, static_cast<float*>(b->ptr), owner);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -149,7 +211,7 @@ py::array cross_entropy_backward(py::object logits_obj, py::object targets_obj, 
   const std::int64_t* t = a.targets.data();
   for (i64 n = 0; n < a.N; ++n) count += t[n] != ignore_index;
   const float scale = count > 0 ? float(dloss / double(count)) : 0.f;
-  py::array_t<float> d({a.N, a.V});
+  py::array_t<float> d = new_output({py::ssize_t(a.N), py::ssize_t(a.V)});
   {
     py::gil_scoped_release nogil;
     DenormalGuard ftz;
@@ -330,7 +392,7 @@ double sum_squares(py::object arrays_obj, bool reference) {
   for (const FArray& a : arrays) {
     const i64 n = a.size();
     if (n == 0) continue;
-    partials.assign(size_t(ceil_div_i64(n, kSumSquaresBlock)), 0.0);
+    partials.assign(size_t(ceil_div_i64(n, KernelTable::kSumSquaresBlock)), 0.0);
     {
       py::gil_scoped_release nogil;
       DenormalGuard ftz;

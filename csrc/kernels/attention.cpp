@@ -4,20 +4,25 @@
 //   q (B, NH, Tq, HS), k, v (B, NH, Tk, HS) -> out (B, NH, Tq, HS), lse (B, NH, Tq)
 //   S = q k^T * scale + mask;  P = softmax_rows(S);  out = P v;  lse = logsumexp_rows(S)
 //
-// Design.  Work is tiled in BLK x BLK (query x key) tiles and the T x T score matrix is never
-// stored: per thread a handful of BLK x BLK / BLK x HS tiles live in a workspace (L2).
-//  * Forward: one work unit per (b, h, query block); the key blocks stream past with an
-//    online softmax (running row max m and row sum l, the output tile rescaled when m grows).
-//    Causal key blocks entirely above the diagonal are never visited.
+// Design.  Work is tiled in query x key blocks and the T x T score matrix is never stored:
+// per thread a few block-sized tiles live in a workspace (L2); memory is O(B*NH*T*HS).
+//  * Forward: one work unit per (b, h, query block of BQF rows); key blocks of BLK stream
+//    past with an online softmax (running max m and sum l per query, the output tile rescaled
+//    when m grows).  Scores are formed transposed, S^T = k (q*scale)^T, so q^T is packed once
+//    per unit, k rows are read in place and the softmax statistics of the block's queries sit
+//    in vectors.  Causal key blocks entirely above the diagonal are never visited; tiles that
+//    cross it get a -inf step bias.  A problem with Tq <= kRowTq queries (KV-cache decoding)
+//    takes a per-query path instead (one score row of Tk floats per thread, k and v read once).
 //  * Backward: D_i = rowsum(dout_i * out_i) first; then one unit per (b, h, key chunk), a key
-//    chunk being every G-th key block of that head (G fixed by the problem size, never by the
-//    thread count).  For each of its key blocks the unit holds dK, dV tiles and walks the
-//    query blocks recomputing P = exp(S - lse) tile by tile; dQ rows of the head are
-//    accumulated by the unit into its own buffer (chunk 0 into dq, chunk g > 0 into a
-//    partial buffer summed into dq afterwards in g order), so every sum has the same order
-//    whatever the number of threads.
+//    chunk being every G-th key block (BKB keys) of that head, G fixed by the problem size,
+//    never by the thread count.  For each of its key blocks the unit holds dK, dV tiles and
+//    walks the query blocks (BLK rows) recomputing P = exp(S - lse) tile by tile; dQ rows of
+//    the head are accumulated by the unit into its own buffer (chunk 0 into dq, chunk g > 0
+//    into a partial buffer summed into dq afterwards in g order), so every sum has the same
+//    order whatever the number of threads.
 // Inner products are register-blocked micro-kernels in the simd.h vocabulary:
-//  * tile_abt: MR rows x 2W keys of S = A B^T (A rows = q or dout rows, B^T packed k-major),
+//  * tile_abt: MR rows x 2W columns of A B^T (A rows read in place: k, q or dout rows; B^T
+//    packed k-major: q^T in the forward, k^T and v^T in the backward),
 //  * tile_ab:  MR output rows x HS += A(MR x n) B(n x HS) (P v, dS k, P^T dout, dS^T q).
 #include <cmath>
 
@@ -573,10 +578,11 @@ void bwd_unit(float* dqh, float* dk, float* dv, const float* dout, const float* 
   }
 }
 
-// Key chunks per head: enough units (>= 8 in all) to keep a team busy when B*NH is small;
-// depends only on the problem size so that sums do not change with the thread count.
+// Key chunks per head: enough units (>= 16 in all) to keep a team busy when B*NH is small;
+// depends only on the problem size so that sums do not change with the thread count.  Costs
+// G - 1 extra dq-sized buffers (linear in T).
 i64 key_chunks(i64 BNH, i64 nkb) {
-  i64 G = ceil_div(8, BNH > 0 ? BNH : 1);
+  i64 G = ceil_div(16, BNH > 0 ? BNH : 1);
   if (G > nkb) G = nkb;
   return G < 1 ? 1 : G;
 }

@@ -2,7 +2,7 @@
 //
 //   x / out / dout / dx: (n,) flat.  Element i is kept iff
 //     (dropout_hash(lo32(offset + i), k1, k2) >> 8) >= p24,  (k1, k2) = dropout_keys(seed, hi32(offset + i))
-//   (kernels.h), and kept elements are scaled by 1/(1-p).  The mask is a pure function of
+//   (the hash is defined once, in the loss_optim section of kernels.h, namespace irf::ref), and kept elements are scaled by 1/(1-p).  The mask is a pure function of
 //   (seed, offset, i): independent of the thread count, and backward regenerates it instead of
 //   reading a stored mask.
 #include "kernels.h"
@@ -11,6 +11,8 @@
 namespace irf {
 namespace IRF_ISA {
 namespace {
+
+using DropoutParams = KernelTable::DropoutParams;
 
 constexpr i64 kMinParallel = 1 << 14;
 
@@ -26,13 +28,13 @@ void apply_mask(float* __restrict out, const float* __restrict x, const DropoutP
     const std::uint64_t room = (std::uint64_t(1) << 32) - lo32;
     const i64 len = (std::uint64_t(hi - i) < room) ? hi - i : i64(room);
     std::uint32_t k1, k2;
-    dropout_keys(d.seed, hi32, k1, k2);
+    ref::dropout_keys(d.seed, hi32, k1, k2);
     const std::int32_t p24 = std::int32_t(d.p24);
     const float sc = d.scale;
     float* __restrict o = out + i;
     const float* __restrict xs = x + i;
     for (i64 j = 0; j < len; ++j) {
-      const std::uint32_t h = dropout_hash(lo32 + std::uint32_t(j), k1, k2);
+      const std::uint32_t h = ref::dropout_hash(lo32 + std::uint32_t(j), k1, k2);
       o[j] = std::int32_t(h >> 8) >= p24 ? xs[j] * sc : 0.f;
     }
     i += len;

@@ -16,6 +16,9 @@ namespace irf {
 namespace IRF_ISA {
 namespace {
 
+using AdamWScalars = KernelTable::AdamWScalars;
+using SgdScalars = KernelTable::SgdScalars;
+
 // Correctly rounded square root (not in simd.h's vocabulary; only this file needs it).
 IRF_INLINE vf vsqrt(vf x) {
 #if defined(__AVX512F__)
@@ -132,7 +135,8 @@ void sgd_step(float* param, float* momentum_buf, const float* grad, const SgdSca
 // partials[b] = sum_{i in block b} x[i]^2: float32 sums of 4 squares per lane (tiny rounding),
 // accumulated in double per block; the binding adds the partials in block order.
 void sum_squares(double* partials, const float* x, i64 n, int nthreads) {
-  const i64 nblocks = ceil_div(n, kSumSquaresBlock);
+  constexpr i64 kBlock = KernelTable::kSumSquaresBlock;
+  const i64 nblocks = ceil_div(n, kBlock);
   constexpr i64 kSub = 8 * W;   // floats per float32 sub-sum: 2 accumulators x 4 vectors
 #ifdef _OPENMP
 #pragma omp parallel num_threads(team_for(n, nthreads))
@@ -142,7 +146,7 @@ void sum_squares(double* partials, const float* x, i64 n, int nthreads) {
     i64 b0, b1;
     split_range(nblocks, thread_id(), team_size(), b0, b1);
     for (i64 b = b0; b < b1; ++b) {
-      const i64 lo = b * kSumSquaresBlock, hi = (lo + kSumSquaresBlock < n) ? lo + kSumSquaresBlock : n;
+      const i64 lo = b * kBlock, hi = (lo + kBlock < n) ? lo + kBlock : n;
       double acc = 0.0;
       i64 i = lo;
       for (; i + kSub <= hi; i += kSub) {

@@ -79,9 +79,9 @@ void sgd_step(float* param, float* momentum_buf, const float* grad, const SgdSca
 
 // partials[b] = sum over block b of x^2 in double
 void sum_squares(double* partials, const float* x, i64 n) {
-  for (i64 b = 0; b * kSumSquaresBlock < n; ++b) {
+  for (i64 b = 0; b * KernelTable::kSumSquaresBlock < n; ++b) {
     double acc = 0.0;
-    for (i64 i = b * kSumSquaresBlock; i < n && i < (b + 1) * kSumSquaresBlock; ++i) acc += double(x[i]) * double(x[i]);
+    for (i64 i = b * KernelTable::kSumSquaresBlock; i < n && i < (b + 1) * KernelTable::kSumSquaresBlock; ++i) acc += double(x[i]) * double(x[i]);
     partials[b] = acc;
   }
 }

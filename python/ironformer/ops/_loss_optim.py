@@ -39,7 +39,10 @@ def cross_entropy_backward(logits: np.ndarray, targets: np.ndarray, lse: np.ndar
     """dlogits (N, V) = (softmax(logits) - onehot(targets)) * dloss / count.
 
     Computed directly from ``logits`` and the saved ``lse`` in one pass; rows whose target is
-    ``ignore_index`` get zero gradients (all of them when every row is ignored).
+    ``ignore_index`` get zero gradients (all of them when every row is ignored).  Large
+    results (>= 16 MB) reuse the memory of a freed earlier result of the same size when there
+    is one (a training loop asks for the same dlogits every step); a block is reused only once
+    no array or view refers to it.
     """
     return _C.cross_entropy_backward(logits, np.asarray(targets), lse, float(dloss), int(ignore_index))
 
