@@ -122,6 +122,13 @@ struct KernelTable {
 
   // ---- elementwise: broadcasting binary ops, unary maps, axis reductions for autograd
   //      (csrc/kernels/elementwise.cpp) ----
+  // out (strided) = op(a, b) or op(a) elementwise over an already broadcast and collapsed
+  // iteration space of <= 4 dims (EwParams); results do not depend on nthreads.
+  // (EwParams, ReduceParams: csrc/elementwise.h; elaborated here so this header needs no include)
+  void (*elementwise)(const struct EwParams& p);
+  // out (O, I) = (accumulate ? out : 0) + sum_r x (O, R, I), all contiguous; fixed blocked
+  // summation order (see elementwise.cpp), identical for every thread count.
+  void (*reduce_sum)(const struct ReduceParams& p);
   // ---- end elementwise ----
 };
 
@@ -201,6 +208,8 @@ static inline std::uint32_t dropout_hash(std::uint32_t lo, std::uint32_t k1, std
 // ---- end loss_optim ----
 
 // ---- elementwise ----
+void elementwise(const struct EwParams& p);      // double arithmetic, scalar loops
+void reduce_sum(const struct ReduceParams& p);    // double accumulation
 // ---- end elementwise ----
 }
 

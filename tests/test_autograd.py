@@ -188,3 +188,27 @@ def test_tensor_basics():
     t.data[0, 0] = 7.0
     assert t.numpy()[0, 0] == 7.0
     assert irf.tensor(3.5).item() == 3.5
+
+
+def test_numpy_left_operands_cat_and_misc_shapes(rng):
+    x, tx = _pair(rng, (3, 4))
+    y, ty = _pair(rng, (2, 4))
+    c = np.asarray(rng.standard_normal((3, 4)), dtype=np.float32)
+    cases = [
+        (lambda v, u: c * v + c, lambda v, u: torch.tensor(c, dtype=torch.float64) * v + torch.tensor(c,
+                                                                                                      dtype=torch.float64)),
+        (lambda v, u: irf.cat([v, u, v * 2.0], dim=0), lambda v, u: torch.cat([v, u, v * 2.0], dim=0)),
+        (lambda v, u: v.unsqueeze(1).squeeze(1).chunk(2, dim=1)[1], lambda v, u: v.unsqueeze(1).squeeze(1).chunk(2, dim=1)[1]),
+        (lambda v, u: irf.nn.functional.linear(v[0], u), lambda v, u: torch.nn.functional.linear(v[0], u)),
+    ]
+    for f, tf in cases:
+        x.grad = y.grad = tx.grad = ty.grad = None
+        out, tout = f(x, y), tf(tx, ty)
+        assert isinstance(out, irf.Tensor)
+        close(out, tout)
+        g = rng.standard_normal(tout.shape)
+        out.backward(np.asarray(g, dtype=np.float32))
+        tout.backward(torch.tensor(g))
+        close(x.grad, tx.grad)
+        if ty.grad is not None:
+            close(y.grad, ty.grad)

@@ -174,3 +174,13 @@ def test_cosine_with_warmup():
     for _ in range(60):
         sched.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(1.1)
+
+
+def test_rebound_param_data_is_adopted(rng):
+    p = nn.Parameter(np.ones((3, 2), np.float32))
+    opt = irf.optim.SGD([p], lr=0.5)
+    p.data = np.full((3, 2), 4.0, np.float32)   # e.g. a user re-initialisation after building the optimizer
+    p.grad = np.ones((3, 2), np.float32)
+    opt.step()
+    np.testing.assert_array_equal(p.data, np.full((3, 2), 3.5, np.float32))
+    assert p.data.base is not None   # lives in the optimizer's flat buffer again

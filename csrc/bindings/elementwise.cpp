@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "bindings/bindings.h"
+#include "elementwise.h"
 
 namespace irf {
 namespace bind {

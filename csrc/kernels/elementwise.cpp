@@ -12,6 +12,7 @@
 #include <cmath>
 
 #include "kernels.h"
+#include "elementwise.h"
 #include "simd.h"
 
 namespace irf {

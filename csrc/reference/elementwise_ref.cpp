@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "kernels.h"
+#include "elementwise.h"
 
 namespace irf {
 namespace ref {

@@ -37,9 +37,14 @@ class _Group:
         return buf[o:o + s]
 
     def gather_grads(self):
-        """Copy gradients into the flat buffer; returns the indices of params with a grad."""
+        """Copy gradients into the flat buffer (and parameters whose ``.data`` was rebound since
+        the last step); returns the indices of params with a grad."""
         have = []
         for i, p in enumerate(self.params):
+            if p.data.base is not self.flat:   # .data was replaced since: adopt the new values
+                view = self.slot(self.flat, i).reshape(p.shape)
+                ops.copy_(view, p.data)
+                p.data = view
             if p.grad is None:
                 continue
             have.append(i)
