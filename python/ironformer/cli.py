@@ -327,6 +327,6 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"ironformer {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
+    except OSError as e:                            # missing files, permissions, a file where a dir goes
         print(f"ironformer {args.command}: error: {e}", file=sys.stderr)
         return 1
