@@ -63,6 +63,10 @@ def show_config() -> str:
 from . import ops  # noqa: E402  (needs _C selected)
 
 # ---- gpt exports ----
+from .models.gpt import GPT, GPTConfig  # noqa: E402
+from . import train  # noqa: E402  (a callable module: ironformer.train(TrainConfig(...)))
+from .train import TrainConfig  # noqa: E402
+from .tokenizers import BPETokenizer, CharTokenizer  # noqa: E402
 # ---- end gpt ----
 
 # ---- bert exports ----
