@@ -1,2 +1,462 @@
-"""BERT style encoder (filled by the BERT work)."""
-__all__: list = []
+"""BERT encoder (Devlin et al. 2018) with the parameter names of Hugging Face ``BertModel``.
+
+Reads and writes Hugging Face checkpoint directories (config.json + model.safetensors), so
+``bert-base-uncased``-style models and sentence-transformers models (all-MiniLM-L6-v2, ...)
+load unchanged, and ``transformers.BertModel.from_pretrained`` loads what we save.
+
+The model keeps its own forward/backward (llm.c style): every layer's ``forward`` returns
+its output and a small cache, and ``backward`` takes the output gradient and the cache,
+accumulates parameter gradients (``param.grad +=``) and returns the input gradient.  The
+arithmetic runs in ``ironformer.ops`` kernels (see ``_encoder_ops``).  Inference
+(``model(...)``) keeps no caches.  Dropout is not applied (inference and fine-tuning run
+deterministic, like ``model.eval()``).
+
+    model = BERT.from_pretrained("path/to/bert")          # HF checkpoint directory
+    hidden = model(input_ids, attention_mask)             # (B, T, hidden) float32
+    hidden, pooled = model(input_ids, attention_mask, return_pooled=True)
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from . import _encoder_ops as K
+
+__all__ = ["BERTConfig", "BERT"]
+
+_F32 = np.float32
+
+
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class BERTConfig:
+    """Hyper-parameters, named as in Hugging Face ``BertConfig`` (defaults: bert-base)."""
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"                  # exact erf GELU; the only activation supported
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+    initializer_range: float = 0.02
+    hidden_dropout_prob: float = 0.1          # kept for round trips; not applied
+    attention_probs_dropout_prob: float = 0.1
+    add_pooling_layer: bool = True            # pooler.dense (tanh on the [CLS] state)
+    extra: dict = field(default_factory=dict, repr=False)   # other HF keys, written back on save
+
+    _SUPPORTED_ACTS = ("gelu", "gelu_python")
+
+    def __post_init__(self):
+        if self.hidden_act not in self._SUPPORTED_ACTS:
+            raise ValueError(
+                f"BERTConfig: hidden_act={self.hidden_act!r} is not supported; ironformer's BERT "
+                f"implements the exact (erf) GELU: {', '.join(self._SUPPORTED_ACTS)}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"BERTConfig: hidden_size={self.hidden_size} is not divisible by "
+                f"num_attention_heads={self.num_attention_heads}")
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"BERTConfig: {name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def head_size(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BERTConfig":
+        """Build from a Hugging Face config.json dict; refuse what this model cannot honour."""
+        d = dict(d)
+        mt = d.get("model_type", "bert")
+        if mt not in ("bert",):
+            raise ValueError(f"BERTConfig: model_type={mt!r} is not a BERT checkpoint")
+        if d.get("position_embedding_type", "absolute") != "absolute":
+            raise ValueError(
+                f"BERTConfig: position_embedding_type={d['position_embedding_type']!r} is not "
+                "supported (only 'absolute')")
+        if d.get("is_decoder", False):
+            raise ValueError("BERTConfig: is_decoder=True (causal BERT) is not supported")
+        if d.get("add_cross_attention", False):
+            raise ValueError("BERTConfig: add_cross_attention=True is not supported")
+        if d.get("chunk_size_feed_forward", 0) not in (0, None):
+            pass  # chunking does not change results
+        known = {f.name for f in fields(cls)} - {"extra"}
+        kw = {k: d.pop(k) for k in list(d) if k in known}
+        return cls(**kw, extra=d)
+
+    def to_dict(self) -> dict:
+        d = dict(self.extra)
+        d.update({k: v for k, v in asdict(self).items() if k not in ("extra", "add_pooling_layer")})
+        d["model_type"] = "bert"
+        d.setdefault("architectures", ["BertModel"])
+        d["position_embedding_type"] = "absolute"
+        return d
+
+
+# ---------------------------------------------------------------------------------------------
+class Param:
+    """A trainable array: ``data`` (float32) and ``grad`` (same shape, or None)."""
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data: np.ndarray):
+        self.data = np.ascontiguousarray(data, dtype=_F32)
+        self.grad = None
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    def zero_grad(self):
+        if self.grad is None:
+            self.grad = np.zeros_like(self.data)
+        else:
+            self.grad.fill(0.0)
+
+    def _g(self):
+        if self.grad is None:
+            self.grad = np.zeros_like(self.data)
+        return self.grad
+
+
+class _Layer:
+    """Base: named parameters gathered from attributes (Param or _Layer), in definition order."""
+
+    def named_parameters(self, prefix: str = ""):
+        for name, v in vars(self).items():
+            if isinstance(v, Param):
+                yield prefix + name, v
+            elif isinstance(v, _Layer):
+                yield from v.named_parameters(prefix + name + ".")
+            elif isinstance(v, list) and v and isinstance(v[0], _Layer):
+                for i, m in enumerate(v):
+                    yield from m.named_parameters(f"{prefix}{name}.{i}.")
+
+
+class Linear(_Layer):
+    def __init__(self, n_in: int, n_out: int, rng, std: float):
+        self.weight = Param(rng.normal(0.0, std, (n_out, n_in)))
+        self.bias = Param(np.zeros(n_out))
+
+    def forward(self, x):                                  # x (N, in) -> (N, out)
+        return K.linear(x, self.weight.data, self.bias.data)
+
+    def backward(self, dy, x, need_dx=True):
+        return K.linear_backward(dy, x, self.weight.data, self.weight._g(), self.bias._g(), need_dx)
+
+
+class LayerNorm(_Layer):
+    def __init__(self, n: int, eps: float):
+        self.weight = Param(np.ones(n))
+        self.bias = Param(np.zeros(n))
+        self.eps = eps
+
+    def forward(self, x):                                  # x (N, C) -> out, (x, mean, rstd)
+        out, mean, rstd = K.layernorm_forward(x, self.weight.data, self.bias.data, self.eps)
+        return out, (x, mean, rstd)
+
+    def backward(self, dout, cache):
+        x, mean, rstd = cache
+        return K.layernorm_backward(dout, x, mean, rstd, self.weight.data,
+                                    self.weight._g(), self.bias._g())
+
+
+class Embedding(_Layer):
+    def __init__(self, n: int, dim: int, rng, std: float):
+        self.weight = Param(rng.normal(0.0, std, (n, dim)))
+
+
+# ---------------------------------------------------------------------------------------------
+class BertEmbeddings(_Layer):
+    """word + position + token-type embeddings, then LayerNorm."""
+
+    def __init__(self, cfg: BERTConfig, rng):
+        std = cfg.initializer_range
+        self.word_embeddings = Embedding(cfg.vocab_size, cfg.hidden_size, rng, std)
+        self.position_embeddings = Embedding(cfg.max_position_embeddings, cfg.hidden_size, rng, std)
+        self.token_type_embeddings = Embedding(cfg.type_vocab_size, cfg.hidden_size, rng, std)
+        self.LayerNorm = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps)
+
+    def forward(self, ids, type_ids):                      # ids, type_ids (B, T) -> (B*T, C)
+        b, t = ids.shape
+        x = K.embedding_forward(ids.reshape(-1), self.word_embeddings.weight.data)
+        x = x.reshape(b, t, -1)
+        x += self.position_embeddings.weight.data[:t][None]
+        x = x.reshape(b * t, -1)
+        x += K.embedding_forward(type_ids.reshape(-1), self.token_type_embeddings.weight.data)
+        out, ln_cache = self.LayerNorm.forward(x)
+        return out, (ids, type_ids, ln_cache)
+
+    def backward(self, dout, cache):
+        ids, type_ids, ln_cache = cache
+        b, t = ids.shape
+        dx = self.LayerNorm.backward(dout, ln_cache)
+        K.embedding_backward(dx, ids.reshape(-1), self.word_embeddings.weight._g())
+        K.embedding_backward(dx, type_ids.reshape(-1), self.token_type_embeddings.weight._g())
+        self.position_embeddings.weight._g()[:t] += dx.reshape(b, t, -1).sum(axis=0, dtype=_F32)
+
+
+class _SelfAttention(_Layer):
+    def __init__(self, cfg, rng):
+        c, std = cfg.hidden_size, cfg.initializer_range
+        self.query = Linear(c, c, rng, std)
+        self.key = Linear(c, c, rng, std)
+        self.value = Linear(c, c, rng, std)
+
+
+class _Output(_Layer):                                     # dense -> (+ residual) -> LayerNorm
+    def __init__(self, n_in, n_out, cfg, rng):
+        self.dense = Linear(n_in, n_out, rng, cfg.initializer_range)
+        self.LayerNorm = LayerNorm(n_out, cfg.layer_norm_eps)
+
+
+class _Attention(_Layer):
+    def __init__(self, cfg, rng):
+        self.self = _SelfAttention(cfg, rng)
+        self.output = _Output(cfg.hidden_size, cfg.hidden_size, cfg, rng)
+
+
+class _Intermediate(_Layer):
+    def __init__(self, cfg, rng):
+        self.dense = Linear(cfg.hidden_size, cfg.intermediate_size, rng, cfg.initializer_range)
+
+
+class BertLayer(_Layer):
+    """Post-LayerNorm block: h = LN(x + Attn(x)); out = LN(h + W2 gelu(W1 h))."""
+
+    def __init__(self, cfg: BERTConfig, rng):
+        self.attention = _Attention(cfg, rng)
+        self.intermediate = _Intermediate(cfg, rng)
+        self.output = _Output(cfg.intermediate_size, cfg.hidden_size, cfg, rng)
+        self.nh, self.hs = cfg.num_attention_heads, cfg.head_size
+
+    def _qkv_weight(self):
+        s = self.attention.self
+        w = np.concatenate([s.query.weight.data, s.key.weight.data, s.value.weight.data])
+        b = np.concatenate([s.query.bias.data, s.key.bias.data, s.value.bias.data])
+        return w, b
+
+    def forward(self, x, b, t, key_mask, keep: bool):      # x (B*T, C) -> (B*T, C)
+        nh, hs = self.nh, self.hs
+        wqkv, bqkv = self._qkv_weight()
+        qkv = K.linear(x, wqkv, bqkv)                      # (B*T, 3C), one GEMM for q, k, v
+        qkv4 = qkv.reshape(b, t, 3, nh, hs)
+        q, k, v = (qkv4[:, :, i].transpose(0, 2, 1, 3) for i in range(3))   # (B, NH, T, HS)
+        y, lse = K.attention_forward(q, k, v, key_mask=key_mask)
+        y2 = np.ascontiguousarray(y.transpose(0, 2, 1, 3)).reshape(b * t, nh * hs)
+        a = self.attention.output.dense.forward(y2)
+        a += x                                             # residual
+        h, ln1 = self.attention.output.LayerNorm.forward(a)
+        u = self.intermediate.dense.forward(h)
+        g = K.gelu_forward(u)
+        o = self.output.dense.forward(g)
+        o += h                                             # residual
+        out, ln2 = self.output.LayerNorm.forward(o)
+        cache = (x, qkv, q, k, v, y, lse, y2, ln1, h, u, g, ln2, b, t, key_mask) if keep else None
+        return out, cache
+
+    def backward(self, dout, cache):
+        x, qkv, q, k, v, y, lse, y2, ln1, h, u, g, ln2, b, t, key_mask = cache
+        nh, hs = self.nh, self.hs
+        do = self.output.LayerNorm.backward(dout, ln2)      # out = LN(o)
+        dg = self.output.dense.backward(do, g)              # o = dense(g) + h
+        du = K.gelu_backward(dg, u)                         # g = gelu(u)
+        dh = self.intermediate.dense.backward(du, h)        # u = dense(h)
+        dh += do                                            # residual into h
+        da = self.attention.output.LayerNorm.backward(dh, ln1)   # h = LN(a)
+        dy2 = self.attention.output.dense.backward(da, y2)  # a = dense(y2) + x
+        dy = dy2.reshape(b, t, nh, hs).transpose(0, 2, 1, 3)
+        dq, dk, dv = K.attention_backward(dy, q, k, v, y, lse, key_mask=key_mask)
+        dqkv = np.empty((b, t, 3, nh, hs), dtype=_F32)      # qkv = x wqkv^T + bqkv
+        for i, d in enumerate((dq, dk, dv)):
+            dqkv[:, :, i] = d.transpose(0, 2, 1, 3)
+        dqkv = dqkv.reshape(b * t, 3 * nh * hs)
+        s = self.attention.self
+        c = nh * hs
+        dx = da                                             # residual into x
+        for i, lin in enumerate((s.query, s.key, s.value)):
+            dx += lin.backward(np.ascontiguousarray(dqkv[:, i * c:(i + 1) * c]), x)
+        return dx
+
+
+class _Encoder(_Layer):
+    def __init__(self, cfg, rng):
+        self.layer = [BertLayer(cfg, rng) for _ in range(cfg.num_hidden_layers)]
+
+
+class _Pooler(_Layer):
+    def __init__(self, cfg, rng):
+        self.dense = Linear(cfg.hidden_size, cfg.hidden_size, rng, cfg.initializer_range)
+
+
+# ---------------------------------------------------------------------------------------------
+class BERT(_Layer):
+    """The BERT encoder.  ``model(input_ids, attention_mask=None, token_type_ids=None)`` ->
+    last hidden state (B, T, hidden) float32; ``return_pooled=True`` also returns the pooler
+    output (B, hidden) (tanh(dense(h[:, 0]))).  For training, call ``forward(...,
+    keep_for_backward=True)`` then ``backward(d_hidden, d_pooled=None)``: gradients
+    accumulate into ``param.grad`` for every ``named_parameters()`` entry."""
+
+    def __init__(self, config: BERTConfig, seed: int = 0):
+        self.config = config
+        rng = np.random.default_rng(seed)
+        self.embeddings = BertEmbeddings(config, rng)
+        self.encoder = _Encoder(config, rng)
+        self.pooler = _Pooler(config, rng) if config.add_pooling_layer else None
+        self._cache = None
+
+    # -- parameters -------------------------------------------------------------------------
+    def named_parameters(self, prefix: str = ""):
+        for name, p in super().named_parameters(prefix):
+            yield name, p
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def num_parameters(self) -> int:
+        return sum(p.data.size for p in self.parameters())
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = None
+
+    def state_dict(self) -> dict:
+        """{HF BertModel key: float32 array} (the arrays themselves, not copies)."""
+        return {k: p.data for k, p in self.named_parameters()}
+
+    def load_state_dict(self, sd: dict, strict: bool = True):
+        """Load HF-named arrays (an optional 'bert.' prefix is stripped; buffers such as
+        embeddings.position_ids are ignored).  Returns (missing, unexpected)."""
+        clean = {}
+        for k, v in sd.items():
+            k2 = k[5:] if k.startswith("bert.") else k
+            if k2.endswith("position_ids") or k2.endswith("token_type_ids"):
+                continue
+            clean[k2] = v
+        own = dict(self.named_parameters())
+        missing = [k for k in own if k not in clean]
+        unexpected = [k for k in clean if k not in own]
+        if strict and (missing or unexpected):
+            raise ValueError(f"BERT.load_state_dict: missing keys {missing[:8]}"
+                             f"{'...' if len(missing) > 8 else ''}, unexpected keys "
+                             f"{unexpected[:8]}{'...' if len(unexpected) > 8 else ''}")
+        for k, p in own.items():
+            if k not in clean:
+                continue
+            a = np.asarray(clean[k])
+            if a.shape != p.data.shape:
+                raise ValueError(f"BERT.load_state_dict: {k} has shape {a.shape}, "
+                                 f"expected {p.data.shape}")
+            p.data = np.ascontiguousarray(a, dtype=_F32)
+        return missing, unexpected
+
+    # -- forward / backward -----------------------------------------------------------------
+    def _check_inputs(self, input_ids, attention_mask, token_type_ids):
+        ids = np.asarray(input_ids)
+        if ids.ndim == 1:
+            ids = ids[None]
+        if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"BERT: input_ids must be an integer array (B, T), got "
+                             f"{ids.dtype} {ids.shape}")
+        b, t = ids.shape
+        cfg = self.config
+        if t > cfg.max_position_embeddings:
+            raise ValueError(f"BERT: sequence length {t} exceeds max_position_embeddings "
+                             f"{cfg.max_position_embeddings}")
+        if ids.size and (ids.min() < 0 or ids.max() >= cfg.vocab_size):
+            bad = int(ids.max() if ids.max() >= cfg.vocab_size else ids.min())
+            raise IndexError(f"BERT: token id {bad} out of range for vocab_size {cfg.vocab_size}")
+        ids = ids.astype(np.int64, copy=False)
+        if token_type_ids is None:
+            tt = np.zeros_like(ids)
+        else:
+            tt = np.asarray(token_type_ids).reshape(ids.shape).astype(np.int64)
+            if tt.size and (tt.min() < 0 or tt.max() >= cfg.type_vocab_size):
+                raise IndexError(f"BERT: token type id out of range for type_vocab_size "
+                                 f"{cfg.type_vocab_size}")
+        mask = None
+        if attention_mask is not None:
+            mask = np.asarray(attention_mask).reshape(ids.shape)
+            mask = (mask != 0).astype(np.int32)
+            if mask.all():
+                mask = None                              # nothing padded: skip masking work
+        return ids, tt, mask
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None,
+                return_pooled: bool = False, keep_for_backward: bool = False):
+        ids, tt, mask = self._check_inputs(input_ids, attention_mask, token_type_ids)
+        b, t = ids.shape
+        x, emb_cache = self.embeddings.forward(ids, tt)
+        caches = []
+        for layer in self.encoder.layer:
+            x, c = layer.forward(x, b, t, mask, keep_for_backward)
+            caches.append(c)
+        hidden = x.reshape(b, t, -1)
+        pooled = None
+        if return_pooled:
+            if self.pooler is None:
+                raise ValueError("BERT: this model has no pooler (add_pooling_layer=False)")
+            cls = np.ascontiguousarray(hidden[:, 0])
+            pooled = np.tanh(self.pooler.dense.forward(cls))
+        self._cache = (emb_cache, caches, b, t, hidden, pooled) if keep_for_backward else None
+        return (hidden, pooled) if return_pooled else hidden
+
+    __call__ = forward
+
+    def backward(self, d_hidden=None, d_pooled=None):
+        """Backpropagate d loss / d last hidden state (B, T, C) and / or d pooled (B, C)
+        through the last ``forward(..., keep_for_backward=True)``."""
+        if self._cache is None:
+            raise RuntimeError("BERT.backward: call forward(..., keep_for_backward=True) first")
+        emb_cache, caches, b, t, hidden, pooled = self._cache
+        c = self.config.hidden_size
+        dx = (np.zeros((b * t, c), _F32) if d_hidden is None
+              else np.array(d_hidden, dtype=_F32).reshape(b * t, c))
+        if d_pooled is not None:
+            dz = np.asarray(d_pooled, dtype=_F32) * (1.0 - pooled * pooled)   # pooled = tanh(z)
+            cls = np.ascontiguousarray(hidden[:, 0])
+            dcls = self.pooler.dense.backward(dz, cls)
+            dx.reshape(b, t, c)[:, 0] += dcls
+        for layer, cache in zip(reversed(self.encoder.layer), reversed(caches)):
+            dx = layer.backward(dx, cache)
+        self.embeddings.backward(dx, emb_cache)
+        self._cache = None
+
+    # -- checkpoints --------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path) -> "BERT":
+        """Load a Hugging Face BERT directory (config.json + model.safetensors)."""
+        from safetensors.numpy import load_file
+        path = Path(path)
+        cfg_path, w_path = path / "config.json", path / "model.safetensors"
+        if not cfg_path.is_file():
+            raise FileNotFoundError(f"BERT.from_pretrained: no config.json in {path}")
+        if not w_path.is_file():
+            hint = (" (only pytorch_model.bin found; convert it to safetensors)"
+                    if (path / "pytorch_model.bin").exists() else "")
+            raise FileNotFoundError(f"BERT.from_pretrained: no model.safetensors in {path}{hint}")
+        cfg_dict = json.loads(cfg_path.read_text())
+        sd = load_file(str(w_path))
+        has_pooler = any(k.endswith("pooler.dense.weight") for k in sd)
+        cfg = BERTConfig.from_dict(cfg_dict)
+        cfg.add_pooling_layer = has_pooler
+        model = cls(cfg)
+        model.load_state_dict(sd, strict=True)
+        return model
+
+    def save_pretrained(self, path) -> None:
+        """Write config.json + model.safetensors loadable by ``transformers.BertModel``."""
+        from safetensors.numpy import save_file
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+        sd = {k: np.ascontiguousarray(v) for k, v in self.state_dict().items()}
+        save_file(sd, str(path / "model.safetensors"), metadata={"format": "pt"})
