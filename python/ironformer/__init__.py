@@ -66,6 +66,8 @@ from . import ops  # noqa: E402  (needs _C selected)
 # ---- end gpt ----
 
 # ---- bert exports ----
+from .encoders import SentenceEncoder, TextClassifier  # noqa: E402
+_BERT_EXPORTS = ["SentenceEncoder", "TextClassifier"]
 # ---- end bert ----
 
 __all__ = ["__version__", "isa", "set_num_threads", "get_num_threads", "show_config", "ops"]
