@@ -154,36 +154,42 @@ void gemv_rows(float* out, i64 out_stride, const float* mat, i64 rs, i64 cs, con
     }
     return;
   }
-  // axpy form (rs == 1): column k is contiguous over r; keep RB outputs in registers.
-  constexpr int NV = 8;
-  constexpr i64 RB = NV * W;
-  for (i64 rb = r0; rb < r1; rb += RB) {
-    const i64 n = (r1 - rb < RB) ? r1 - rb : RB;
-    vf s[NV];
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) s[v] = vzero();
-    if (n == RB) {
-      for (i64 k = 0; k < K; ++k) {
-        const float* col = mat + rb + k * cs;
-        const vf xk = vset1(x[k]);
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) s[v] = vfma(vload(col + v * W), xk, s[v]);
+  // axpy form (rs == 1): column k is contiguous over r.  Stream four columns at a time into
+  // an L1-resident chunk of outputs (like a column-major gemv_n).
+  constexpr i64 CH = 1024;
+  alignas(64) float y[CH];
+  for (i64 rb = r0; rb < r1; rb += CH) {
+    const i64 n = (r1 - rb < CH) ? r1 - rb : CH;
+    const i64 nv = n / W * W;
+    const int tail = int(n - nv);
+    for (i64 i = 0; i < n; ++i) y[i] = 0.f;
+    i64 k = 0;
+    for (; k + 4 <= K; k += 4) {
+      const float* c0 = mat + rb + k * cs;
+      const float *c1 = c0 + cs, *c2 = c1 + cs, *c3 = c2 + cs;
+      const vf x0 = vset1(x[k]), x1 = vset1(x[k + 1]), x2 = vset1(x[k + 2]), x3 = vset1(x[k + 3]);
+      for (i64 v = 0; v < nv; v += W) {
+        vf acc = vfma(x0, vload(c0 + v), vload(y + v));
+        acc = vfma(x1, vload(c1 + v), acc);
+        acc = vfma(x2, vload(c2 + v), acc);
+        vstore(y + v, vfma(x3, vload(c3 + v), acc));
       }
-    } else {
-      for (i64 k = 0; k < K; ++k) {
-        const float* col = mat + rb + k * cs;
-        const vf xk = vset1(x[k]);
-        for (int v = 0; v * W < n; ++v) {
-          const int m = (n - v * W < W) ? int(n - v * W) : W;
-          s[v] = vfma(m == W ? vload(col + v * W) : vload_part(col + v * W, m), xk, s[v]);
-        }
+      if (tail) {
+        vf acc = vfma(x0, vload_part(c0 + nv, tail), vload_part(y + nv, tail));
+        acc = vfma(x1, vload_part(c1 + nv, tail), acc);
+        acc = vfma(x2, vload_part(c2 + nv, tail), acc);
+        vstore_part(y + nv, vfma(x3, vload_part(c3 + nv, tail), acc), tail);
       }
     }
-    alignas(64) float tmp[RB];
-    for (int v = 0; v < NV; ++v) vstore(tmp + v * W, s[v]);
+    for (; k < K; ++k) {
+      const float* c0 = mat + rb + k * cs;
+      const vf x0 = vset1(x[k]);
+      for (i64 v = 0; v < nv; v += W) vstore(y + v, vfma(x0, vload(c0 + v), vload(y + v)));
+      if (tail) vstore_part(y + nv, vfma(x0, vload_part(c0 + nv, tail), vload_part(y + nv, tail)), tail);
+    }
     for (i64 i = 0; i < n; ++i) {
       float* o = out + (rb + i) * out_stride;
-      const float val = tmp[i] + bias;
+      const float val = y[i] + bias;
       *o = acc ? *o + val : val;
     }
   }
@@ -289,7 +295,7 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack) {
 }
 
 // Fused multiply-adds below which one thread is faster than waking a second one.
-constexpr double kMinWorkPerThread = 1 << 17;
+constexpr double kMinWorkPerThread = 1 << 18;
 
 void gemm(const GemmParams& p) {
   if (p.batch <= 0 || p.M <= 0 || p.N <= 0) return;
