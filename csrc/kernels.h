@@ -19,6 +19,35 @@ struct GemmParams {
   int nthreads = 1;
 };
 
+// ---- elementwise (structs used by the table; csrc/kernels/elementwise.cpp) ----
+// Operations of the elementwise kernel.  Binary: out = a (op) b.  Unary (b unused):
+//   kAffine  out = alpha * a + beta   (copy, negation, scaling, scalar add / subtract)
+//   kExp, kLog, kSqrt                 out = exp(a), log(a), sqrt(a)
+//   kPow     out = a ** alpha         (alpha a scalar exponent)
+enum EwOp : int { kEwAdd = 0, kEwSub, kEwMul, kEwDiv, kEwAffine, kEwExp, kEwLog, kEwSqrt, kEwPow, kEwOpCount };
+inline bool ew_is_binary(int op) { return op <= kEwDiv; }
+// Element (i0, i1, i2, i3) of operand X lives at x + i0*xs[0] + ... + i3*xs[3] (element
+// strides; 0 for broadcast dimensions).  Unused leading dims have shape 1.  out must not
+// partially overlap an input (an exact alias is fine: every element is read before written).
+struct EwParams {
+  int op = kEwAdd;
+  i64 shape[4] = {1, 1, 1, 1};
+  float* out = nullptr;     i64 os[4] = {0, 0, 0, 0};
+  const float* a = nullptr; i64 as[4] = {0, 0, 0, 0};
+  const float* b = nullptr; i64 bs[4] = {0, 0, 0, 0};
+  float alpha = 1.f, beta = 0.f;
+  int nthreads = 1;
+};
+// out (O, I) [+]= sum over r of x (O, R, I); x and out contiguous.
+struct ReduceParams {
+  float* out = nullptr;
+  const float* x = nullptr;
+  i64 O = 1, R = 1, I = 1;
+  bool accumulate = false;
+  int nthreads = 1;
+};
+// ---- end elementwise ----
+
 struct KernelTable {
   const char* isa;
   // matrix multiply (csrc/kernels/gemm.cpp)
@@ -39,6 +68,12 @@ struct KernelTable {
 
   // ---- elementwise: broadcasting binary ops, unary maps, axis reductions for autograd
   //      (csrc/kernels/elementwise.cpp) ----
+  // out (strided) = op(a, b) or op(a) elementwise over an already broadcast and collapsed
+  // iteration space of <= 4 dims (EwParams); results do not depend on nthreads.
+  void (*elementwise)(const EwParams& p);
+  // out (O, I) = (accumulate ? out : 0) + sum_r x (O, R, I), all contiguous; fixed blocked
+  // summation order (see elementwise.cpp), identical for every thread count.
+  void (*reduce_sum)(const ReduceParams& p);
   // ---- end elementwise ----
 };
 
@@ -69,6 +104,8 @@ void gemm(const GemmParams& p);
 // ---- end loss_optim ----
 
 // ---- elementwise ----
+void elementwise(const EwParams& p);   // double arithmetic, scalar loops
+void reduce_sum(const ReduceParams& p);   // double accumulation
 // ---- end elementwise ----
 }
 

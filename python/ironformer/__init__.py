@@ -71,3 +71,10 @@ _BERT_EXPORTS = ["SentenceEncoder", "TextClassifier"]
 # ---- end bert ----
 
 __all__ = ["__version__", "isa", "set_num_threads", "get_num_threads", "show_config", "ops"]
+
+# autograd, layers, optimizers, checkpoints (PyTorch-style API)
+from .autograd import Tensor, cat, manual_seed, no_grad, tensor  # noqa: E402
+from . import nn, optim  # noqa: E402
+from .serialization import load, save  # noqa: E402
+
+__all__ += ["Tensor", "tensor", "cat", "no_grad", "manual_seed", "nn", "optim", "save", "load"]
