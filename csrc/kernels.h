@@ -56,6 +56,15 @@ struct KernelTable {
   double (*fma_burn)(i64 iters, int nthreads);
 
   // ---- attention (csrc/kernels/attention.cpp) ----
+  // Fused scaled-dot-product attention (flash style, never materialises T x T scores);
+  // `struct AttentionArgs` is defined in attention_args.h (declared here in namespace irf).
+  //   out (B, NH, Tq, HS), lse (B, NH, Tq) contiguous = softmax(q k^T * scale + masks) v
+  //   and the per-row logsumexp (-inf for a row whose keys are all masked; its out is 0).
+  void (*attention_forward)(float* out, float* lse, const struct AttentionArgs& a);
+  //   dq (B, NH, Tq, HS), dk, dv (B, NH, Tk, HS) contiguous (overwritten) from dout and the
+  //   saved out and lse (contiguous, as attention_forward wrote them).
+  void (*attention_backward)(float* dq, float* dk, float* dv, const float* dout, const float* out,
+                             const float* lse, const struct AttentionArgs& a);
   // ---- end attention ----
 
   // ---- norm_act: layernorm, activations, softmax, bias/residual add, column sums
@@ -95,6 +104,9 @@ namespace ref {
 void gemm(const GemmParams& p);
 
 // ---- attention ----
+void attention_forward(float* out, float* lse, const AttentionArgs& a);
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out,
+                        const float* lse, const AttentionArgs& a);
 // ---- end attention ----
 
 // ---- norm_act ----
