@@ -69,6 +69,32 @@ struct KernelTable {
 
   // ---- norm_act: layernorm, activations, softmax, bias/residual add, column sums
   //      (csrc/kernels/norm_act.cpp and neighbours) ----
+  // Activation ids (act argument below): kActGeluErf 0 (BERT gelu), kActGeluTanh 1 (GPT-2
+  // gelu_new), kActRelu 2, kActSigmoid 3, kActTanh 4 (enum irf::ref::Act below).
+  // Every tensor is a contiguous (N rows, C) float32 matrix (N = product of leading dims).
+  // layernorm (csrc/kernels/layernorm.cpp): out = (x - mean) * rstd * weight + bias per row;
+  // saves mean, rstd (N,).  weight / bias may be null (no affine; then dweight / dbias too).
+  // Backward writes dx and ACCUMULATES dweight, dbias (C,) (deterministic row-chunk order).
+  void (*layernorm_forward)(float* out, float* mean, float* rstd, const float* x, const float* weight,
+                            const float* bias, i64 N, i64 C, float eps, int nthreads);
+  void (*layernorm_backward)(float* dx, float* dweight, float* dbias, const float* dout, const float* x,
+                             const float* mean, const float* rstd, const float* weight, i64 N, i64 C,
+                             int nthreads);
+  // activations (csrc/kernels/activations.cpp), n elements, act one of irf::Act.  Backward takes
+  // the forward input x for gelu / relu and the forward output for sigmoid / tanh.
+  void (*act_forward)(float* out, const float* x, i64 n, int act, int nthreads);
+  void (*act_backward)(float* dx, const float* dout, const float* saved, i64 n, int act, int nthreads);
+  // softmax / log-softmax over the last dim (csrc/kernels/softmax.cpp); backward from the output.
+  void (*softmax_forward)(float* out, const float* x, i64 N, i64 C, bool log, int nthreads);
+  void (*softmax_backward)(float* dx, const float* dout, const float* out, i64 N, i64 C, bool log,
+                           int nthreads);
+  // out = a + b (n elements); out = x + bias (N x C, bias (C,)); out (C,) (+)= sum over rows of x
+  // (csrc/kernels/bias_add.cpp).  sum_rows is deterministic (fixed row chunks, fixed order).
+  void (*add)(float* out, const float* a, const float* b, i64 n, int nthreads);
+  void (*add_bias)(float* out, const float* x, const float* bias, i64 N, i64 C, int nthreads);
+  void (*sum_rows)(float* out, const float* x, i64 N, i64 C, bool accumulate, int nthreads);
+  // simd.h transcendentals on n elements for the error tests: fn 0 vexp, 1 vtanh, 2 verf.
+  void (*simd_math)(float* out, const float* x, i64 n, int fn);
   // ---- end norm_act ----
 
   // ---- loss_optim: cross-entropy, embedding, optimizers, grad norm, dropout
@@ -110,6 +136,20 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 // ---- end attention ----
 
 // ---- norm_act ----
+// Activation ids of KernelTable::act_forward / act_backward (and of the twins below).
+enum Act : int { kActGeluErf = 0, kActGeluTanh = 1, kActRelu = 2, kActSigmoid = 3, kActTanh = 4 };
+// Scalar twins of the norm_act kernels (same signatures, double accumulation; no nthreads).
+void layernorm_forward(float* out, float* mean, float* rstd, const float* x, const float* weight,
+                       const float* bias, i64 N, i64 C, float eps);
+void layernorm_backward(float* dx, float* dweight, float* dbias, const float* dout, const float* x,
+                        const float* mean, const float* rstd, const float* weight, i64 N, i64 C);
+void act_forward(float* out, const float* x, i64 n, int act);
+void act_backward(float* dx, const float* dout, const float* saved, i64 n, int act);
+void softmax_forward(float* out, const float* x, i64 N, i64 C, bool log);
+void softmax_backward(float* dx, const float* dout, const float* out, i64 N, i64 C, bool log);
+void add(float* out, const float* a, const float* b, i64 n);
+void add_bias(float* out, const float* x, const float* bias, i64 N, i64 C);
+void sum_rows(float* out, const float* x, i64 N, i64 C, bool accumulate);
 // ---- end norm_act ----
 
 // ---- loss_optim ----

@@ -1,0 +1,142 @@
+// activations.cpp: elementwise activations, forward then backward (compiled per ISA).
+//
+//   x, out, dout, dx: n contiguous elements.  act (irf::ref::Act):
+//   gelu (erf):  out = 0.5 x (1 + erf(x / sqrt 2))                         (BERT "gelu")
+//   gelu (tanh): out = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3) (GPT-2 "gelu_new")
+//                computed as x * sigmoid(2u) = x / (1 + exp(-2u)) (the same function)
+//   relu: max(x, 0);  sigmoid: 1 / (1 + exp(-x));  tanh: tanh(x)
+// Backward takes x (gelu, relu) or the forward output (sigmoid, tanh) as `saved`.
+#include "kernels.h"
+#include "kernels/norm_act_util.h"
+
+namespace irf {
+namespace IRF_ISA {
+namespace {
+
+constexpr float kSqrtHalf = 0.70710678118654752f;
+constexpr float kInvSqrt2Pi = 0.39894228040143268f;   // 1 / sqrt(2 pi)
+constexpr float kTanhK = 0.79788456080286536f;        // sqrt(2 / pi)
+constexpr float kTanhC = 0.044715f;
+
+template <int ACT>
+IRF_INLINE vf act_fwd(vf x) {
+  const vf one = vset1(1.f);
+  if (ACT == ref::kActGeluErf) {   // 0.5 x (1 + erf(x / sqrt 2))
+    const vf h = vmul(vset1(0.5f), x);
+    return vfma(h, verf(vmul(x, vset1(kSqrtHalf))), h);
+  } else if (ACT == ref::kActGeluTanh) {   // x / (1 + exp(-2u))
+    const vf x2 = vmul(x, x);
+    const vf m2u = vmul(vmul(x, vset1(-2.f * kTanhK)), vfma(x2, vset1(kTanhC), one));
+    return vdiv(x, vadd(one, vexp(m2u)));
+  } else if (ACT == ref::kActRelu) {
+    return vmax(vzero(), x);   // operand order keeps NaN
+  } else if (ACT == ref::kActSigmoid) {
+    return vdiv(one, vadd(one, vexp(vsub(vzero(), x))));
+  } else {
+    return vtanh(x);
+  }
+}
+
+// dx = dout * d out / d x, s = saved (x or the output, see above)
+template <int ACT>
+IRF_INLINE vf act_bwd(vf d, vf s) {
+  const vf one = vset1(1.f);
+  if (ACT == ref::kActGeluErf) {
+    // d/dx [0.5 x (1 + erf(x/sqrt2))] = 0.5 (1 + erf(x/sqrt2)) + x exp(-x^2/2) / sqrt(2 pi)
+    const vf cdf = vfma(vset1(0.5f), verf(vmul(s, vset1(kSqrtHalf))), vset1(0.5f));
+    const vf pdf = vmul(vset1(kInvSqrt2Pi), vexp(vmul(vmul(s, s), vset1(-0.5f))));
+    return vmul(d, vfma(s, pdf, cdf));
+  } else if (ACT == ref::kActGeluTanh) {
+    // out = x * sig, sig = 1 / (1 + e), e = exp(-2u):  d out / dx = sig + x sig (1 - sig) 2 u',
+    // u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2), and sig (1 - sig) = e sig^2 (no cancellation).
+    // e is capped at exp(88) so that e sig^2 stays finite (it is ~0 there anyway).
+    const vf x2 = vmul(s, s);
+    const vf m2u = vmul(vmul(s, vset1(-2.f * kTanhK)), vfma(x2, vset1(kTanhC), one));
+    const vf e = vexp(vmin(vset1(88.f), m2u));
+    const vf sig = vdiv(one, vadd(one, e));
+    const vf du2 = vmul(vset1(2.f * kTanhK), vfma(x2, vset1(3.f * kTanhC), one));
+    const vf g = vfma(vmul(s, vmul(e, vmul(sig, sig))), du2, sig);
+    return vmul(d, g);
+  } else if (ACT == ref::kActRelu) {   // out = max(x, 0): passes dout where x > 0
+    return vselect_lt(vzero(), s, d, vzero());
+  } else if (ACT == ref::kActSigmoid) {   // d sigmoid = out (1 - out)
+    return vmul(d, vmul(s, vsub(one, s)));
+  } else {   // d tanh = 1 - out^2 = (1 - out)(1 + out)
+    return vmul(d, vmul(vsub(one, s), vadd(one, s)));
+  }
+}
+
+template <int ACT>
+void fwd_impl(float* out, const float* x, i64 n, int nthreads) {
+  parallel_elems(n, nthreads, [&](i64 lo, i64 hi) {
+    i64 i = lo;
+    for (; i + 2 * W <= hi; i += 2 * W) {
+      const vf y0 = act_fwd<ACT>(vload(x + i)), y1 = act_fwd<ACT>(vload(x + i + W));
+      vstore(out + i, y0);
+      vstore(out + i + W, y1);
+    }
+    for (; i < hi; i += W) {
+      const int r = hi - i < W ? int(hi - i) : W;
+      vstore_part(out + i, act_fwd<ACT>(vload_part(x + i, r)), r);
+    }
+  });
+}
+
+template <int ACT>
+void bwd_impl(float* dx, const float* dout, const float* saved, i64 n, int nthreads) {
+  parallel_elems(n, nthreads, [&](i64 lo, i64 hi) {
+    i64 i = lo;
+    for (; i + 2 * W <= hi; i += 2 * W) {
+      const vf g0 = act_bwd<ACT>(vload(dout + i), vload(saved + i));
+      const vf g1 = act_bwd<ACT>(vload(dout + i + W), vload(saved + i + W));
+      vstore(dx + i, g0);
+      vstore(dx + i + W, g1);
+    }
+    for (; i < hi; i += W) {
+      const int r = hi - i < W ? int(hi - i) : W;
+      vstore_part(dx + i, act_bwd<ACT>(vload_part(dout + i, r), vload_part(saved + i, r)), r);
+    }
+  });
+}
+
+void act_forward(float* out, const float* x, i64 n, int act, int nthreads) {
+  switch (act) {
+    case ref::kActGeluErf: fwd_impl<ref::kActGeluErf>(out, x, n, nthreads); break;
+    case ref::kActGeluTanh: fwd_impl<ref::kActGeluTanh>(out, x, n, nthreads); break;
+    case ref::kActRelu: fwd_impl<ref::kActRelu>(out, x, n, nthreads); break;
+    case ref::kActSigmoid: fwd_impl<ref::kActSigmoid>(out, x, n, nthreads); break;
+    case ref::kActTanh: fwd_impl<ref::kActTanh>(out, x, n, nthreads); break;
+    default: break;   // validated by the binding
+  }
+}
+
+void act_backward(float* dx, const float* dout, const float* saved, i64 n, int act, int nthreads) {
+  switch (act) {
+    case ref::kActGeluErf: bwd_impl<ref::kActGeluErf>(dx, dout, saved, n, nthreads); break;
+    case ref::kActGeluTanh: bwd_impl<ref::kActGeluTanh>(dx, dout, saved, n, nthreads); break;
+    case ref::kActRelu: bwd_impl<ref::kActRelu>(dx, dout, saved, n, nthreads); break;
+    case ref::kActSigmoid: bwd_impl<ref::kActSigmoid>(dx, dout, saved, n, nthreads); break;
+    case ref::kActTanh: bwd_impl<ref::kActTanh>(dx, dout, saved, n, nthreads); break;
+    default: break;
+  }
+}
+
+// simd.h transcendentals, for tests/test_simd_math.py: fn 0 vexp, 1 vtanh, 2 verf.
+void simd_math(float* out, const float* x, i64 n, int fn) {
+  for (i64 i = 0; i < n; i += W) {
+    const int r = n - i < W ? int(n - i) : W;
+    const vf v = vload_part(x + i, r);
+    vstore_part(out + i, fn == 0 ? vexp(v) : fn == 1 ? vtanh(v) : verf(v), r);
+  }
+}
+
+}  // namespace
+
+void register_activations(KernelTable& t) {
+  t.act_forward = &act_forward;
+  t.act_backward = &act_backward;
+  t.simd_math = &simd_math;
+}
+
+}  // namespace IRF_ISA
+}  // namespace irf

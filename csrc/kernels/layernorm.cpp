@@ -1,0 +1,202 @@
+// layernorm.cpp: LayerNorm over the last dimension, forward then backward (compiled per ISA).
+//
+//   x, out, dout, dx: (N, C) contiguous;  mean, rstd: (N,);  weight, bias, dweight, dbias: (C,)
+//   out = (x - mean) * rstd * weight + bias,  mean = sum(x) / C,
+//   rstd = 1 / sqrt(sum((x - mean)^2) / C + eps)   (two passes about the first-pass mean, see
+//   row_sqdev: accurate for rows with a large common offset; the variance is never < 0)
+#include <cmath>
+
+#include "kernels.h"
+#include "kernels/norm_act_util.h"
+
+namespace irf {
+namespace IRF_ISA {
+namespace {
+
+IRF_INLINE float row_sum(const float* x, i64 C) {
+  vf a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
+  i64 j = 0;
+  for (; j + 4 * W <= C; j += 4 * W) {
+    a0 = vadd(a0, vload(x + j));
+    a1 = vadd(a1, vload(x + j + W));
+    a2 = vadd(a2, vload(x + j + 2 * W));
+    a3 = vadd(a3, vload(x + j + 3 * W));
+  }
+  for (; j + W <= C; j += W) a0 = vadd(a0, vload(x + j));
+  if (j < C) a1 = vadd(a1, vload_part(x + j, int(C - j)));
+  return vreduce_add(vadd(vadd(a0, a1), vadd(a2, a3)));
+}
+
+// Second pass around the first-pass mean m: sd = sum(x - m), returns sum((x - m)^2).  x - m is
+// (nearly) exact, so m + sd / C corrects the rounding of the first-pass mean (rows with a large
+// common offset), and sum((x - m)^2) / C - (sd / C)^2 is the variance about the corrected mean.
+IRF_INLINE float row_sqdev(const float* x, float m, i64 C, float& sd) {
+  const vf vm = vset1(m);
+  vf a0 = vzero(), a1 = vzero(), s0 = vzero(), s1 = vzero();
+  i64 j = 0;
+  for (; j + 2 * W <= C; j += 2 * W) {
+    const vf d0 = vsub(vload(x + j), vm), d1 = vsub(vload(x + j + W), vm);
+    s0 = vadd(s0, d0);
+    s1 = vadd(s1, d1);
+    a0 = vfma(d0, d0, a0);
+    a1 = vfma(d1, d1, a1);
+  }
+  for (; j + W <= C; j += W) {
+    const vf d = vsub(vload(x + j), vm);
+    s0 = vadd(s0, d);
+    a0 = vfma(d, d, a0);
+  }
+  float tail = 0.f, tail_s = 0.f;
+  for (; j < C; ++j) {
+    tail_s += x[j] - m;
+    tail += (x[j] - m) * (x[j] - m);
+  }
+  sd = vreduce_add(vadd(s0, s1)) + tail_s;
+  return vreduce_add(vadd(a0, a1)) + tail;
+}
+
+// out = (x - mean) * rstd * weight + bias, one row (x - mean first: exact for large offsets)
+IRF_INLINE void row_normalize(float* out, const float* x, const float* weight, const float* bias, float mean,
+                              float rstd, i64 C) {
+  const vf vr = vset1(rstd), vm = vset1(mean);
+  i64 j = 0;
+  if (weight) {
+    for (; j + W <= C; j += W) {
+      const vf xh = vmul(vsub(vload(x + j), vm), vr);
+      vstore(out + j, bias ? vfma(xh, vload(weight + j), vload(bias + j)) : vmul(xh, vload(weight + j)));
+    }
+    if (j < C) {
+      const int r = int(C - j);
+      const vf xh = vmul(vsub(vload_part(x + j, r), vm), vr);
+      vstore_part(out + j, bias ? vfma(xh, vload_part(weight + j, r), vload_part(bias + j, r))
+                                : vmul(xh, vload_part(weight + j, r)), r);
+    }
+  } else {
+    for (; j + W <= C; j += W) {
+      const vf xh = vmul(vsub(vload(x + j), vm), vr);
+      vstore(out + j, bias ? vadd(xh, vload(bias + j)) : xh);
+    }
+    if (j < C) {
+      const int r = int(C - j);
+      const vf xh = vmul(vsub(vload_part(x + j, r), vm), vr);
+      vstore_part(out + j, bias ? vadd(xh, vload_part(bias + j, r)) : xh, r);
+    }
+  }
+}
+
+void layernorm_forward(float* out, float* mean, float* rstd, const float* x, const float* weight,
+                       const float* bias, i64 N, i64 C, float eps, int nthreads) {
+  if (N <= 0 || C <= 0) return;
+  parallel_for(N, min_rows(C), nthreads, [&](i64 r0, i64 r1) {
+    for (i64 i = r0; i < r1; ++i) {
+      const float* xi = x + i * C;
+      const float m0 = row_sum(xi, C) / float(C);                // mean ~ sum(x) / C
+      float sd;
+      const float ss = row_sqdev(xi, m0, C, sd);
+      const float dm = sd / float(C);
+      const float m = m0 + dm;                                    // mean = sum(x) / C, corrected
+      float var = ss / float(C) - dm * dm;                        // var = sum((x - mean)^2) / C
+      var = var > 0.f ? var : 0.f;
+      const float rs = 1.f / std::sqrt(var + eps);               // rstd = 1 / sqrt(var + eps)
+      mean[i] = m;
+      rstd[i] = rs;
+      row_normalize(out + i * C, xi, weight, bias, m, rs, C);    // out = xhat * weight + bias
+    }
+  });
+}
+
+// Backward of one row.  With xhat = (x - mean) * rstd and g = dout * weight (dout without
+// weight), differentiating out = xhat * weight + bias and xhat through mean and rstd gives
+//   dx = rstd * (g - mean(g) - xhat * mean(g * xhat));
+// the row's contributions dout * xhat (dweight) and dout (dbias) are added into dw_acc, db_acc.
+IRF_INLINE void row_backward(float* dx, float* dw_acc, float* db_acc, const float* dout, const float* x,
+                             const float* weight, float mean, float rstd, i64 C) {
+  const vf vr = vset1(rstd), vm = vset1(mean);
+  // pass 1: sums of g and g * xhat
+  vf sg0 = vzero(), sg1 = vzero(), sgx0 = vzero(), sgx1 = vzero();
+  i64 j = 0;
+  for (; j + 2 * W <= C; j += 2 * W) {
+    const vf xh0 = vmul(vsub(vload(x + j), vm), vr), xh1 = vmul(vsub(vload(x + j + W), vm), vr);
+    vf g0 = vload(dout + j), g1 = vload(dout + j + W);
+    if (weight) {
+      g0 = vmul(g0, vload(weight + j));
+      g1 = vmul(g1, vload(weight + j + W));
+    }
+    sg0 = vadd(sg0, g0);
+    sg1 = vadd(sg1, g1);
+    sgx0 = vfma(g0, xh0, sgx0);
+    sgx1 = vfma(g1, xh1, sgx1);
+  }
+  for (; j < C; j += W) {
+    const int r = C - j < W ? int(C - j) : W;
+    const vf xh = vmul(vsub(vload_part(x + j, r), vm), vr);   // lanes >= r: g = 0 below
+    vf g = vload_part(dout + j, r);
+    if (weight) g = vmul(g, vload_part(weight + j, r));
+    sg0 = vadd(sg0, g);
+    sgx0 = vfma(g, xh, sgx0);
+  }
+  const float invC = 1.f / float(C);
+  const float a = vreduce_add(vadd(sg0, sg1)) * invC;     // mean(g)
+  const float b = vreduce_add(vadd(sgx0, sgx1)) * invC;   // mean(g * xhat)
+  // pass 2: dx, and the parameter-gradient partials
+  const vf va = vset1(a), vb = vset1(b);
+  for (j = 0; j < C; j += W) {
+    const int r = C - j < W ? int(C - j) : W;
+    const bool full = r == W;
+    const vf xh = vmul(vsub(full ? vload(x + j) : vload_part(x + j, r), vm), vr);
+    const vf d = full ? vload(dout + j) : vload_part(dout + j, r);
+    const vf g = weight ? vmul(d, full ? vload(weight + j) : vload_part(weight + j, r)) : d;
+    const vf dxv = vmul(vr, vsub(vsub(g, va), vmul(xh, vb)));
+    if (full) vstore(dx + j, dxv);
+    else vstore_part(dx + j, dxv, r);
+    if (dw_acc) {   // dweight += dout * xhat (out = xhat * weight + bias), dbias += dout
+      if (full) {
+        vstore(dw_acc + j, vfma(d, xh, vload(dw_acc + j)));
+        vstore(db_acc + j, vadd(d, vload(db_acc + j)));
+      } else {
+        vstore_part(dw_acc + j, vfma(d, xh, vload_part(dw_acc + j, r)), r);
+        vstore_part(db_acc + j, vadd(d, vload_part(db_acc + j, r)), r);
+      }
+    }
+  }
+}
+
+void layernorm_backward(float* dx, float* dweight, float* dbias, const float* dout, const float* x,
+                        const float* mean, const float* rstd, const float* weight, i64 N, i64 C,
+                        int nthreads) {
+  if (N <= 0 || C <= 0) return;
+  const bool params = dweight != nullptr;
+  if (!params) {
+    parallel_for(N, min_rows(C), nthreads, [&](i64 r0, i64 r1) {
+      for (i64 i = r0; i < r1; ++i)
+        row_backward(dx + i * C, nullptr, nullptr, dout + i * C, x + i * C, weight, mean[i], rstd[i], C);
+    });
+    return;
+  }
+  // Parameter gradients: per-chunk partials [dweight (C) | dbias (C)], reduced in chunk order.
+  const i64 nch = row_chunks(N), ld = 2 * C;
+  float* part = static_cast<float*>(workspace(kWsScratch1, sizeof(float) * size_t(nch * ld)));
+  parallel_for(nch, 1 + min_rows(C) * nch / N, nthreads, [&](i64 c0, i64 c1) {
+    for (i64 c = c0; c < c1; ++c) {
+      float* dw = part + c * ld;
+      float* db = dw + C;
+      for (i64 j = 0; j < ld; ++j) dw[j] = 0.f;
+      i64 r0, r1;
+      split_range(N, int(c), int(nch), r0, r1);
+      for (i64 i = r0; i < r1; ++i)
+        row_backward(dx + i * C, dw, db, dout + i * C, x + i * C, weight, mean[i], rstd[i], C);
+    }
+  });
+  reduce_chunks(dweight, part, nch, ld, C, true, nthreads);   // dweight += sum of partials
+  if (dbias) reduce_chunks(dbias, part + C, nch, ld, C, true, nthreads);
+}
+
+}  // namespace
+
+void register_layernorm(KernelTable& t) {
+  t.layernorm_forward = &layernorm_forward;
+  t.layernorm_backward = &layernorm_backward;
+}
+
+}  // namespace IRF_ISA
+}  // namespace irf

@@ -1,0 +1,79 @@
+// norm_act_util.h: loops shared by the norm_act kernel files (layernorm, activations, softmax,
+// bias_add).  Included only by csrc/kernels/*.cpp (compiled once per ISA).
+#pragma once
+#include "simd.h"
+
+namespace irf {
+namespace IRF_ISA {
+namespace {
+
+// Runs body(lo, hi) over [0, n) split into contiguous ranges, one per thread.  Uses fewer
+// threads than nthreads when there are fewer than min_per_thread items per thread (waking a
+// thread costs a few microseconds).  Every item is computed the same way whatever the split,
+// so results never depend on the thread count.
+template <class F>
+void parallel_for(i64 n, i64 min_per_thread, int nthreads, F&& body) {
+  if (n <= 0) return;
+  i64 nth = nthreads < 1 ? 1 : nthreads;
+  const i64 cap = n / (min_per_thread < 1 ? 1 : min_per_thread);
+  if (nth > cap) nth = cap < 1 ? 1 : cap;
+  if (nth == 1) {
+    flush_denormals();
+    body(i64(0), n);
+    return;
+  }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(int(nth))
+#endif
+  {
+    flush_denormals();
+    i64 lo, hi;
+    split_range(n, thread_id(), team_size(), lo, hi);
+    if (lo < hi) body(lo, hi);
+  }
+}
+
+// Elements per parallel block of the elementwise kernels, and the minimum work per thread.
+constexpr i64 kBlock = 256;
+constexpr i64 kMinElemsPerThread = 1 << 14;
+
+// body(lo, hi) over element ranges of n that are whole blocks of kBlock (except the last).
+template <class F>
+void parallel_elems(i64 n, int nthreads, F&& body) {
+  const i64 nb = ceil_div(n, kBlock);
+  parallel_for(nb, kMinElemsPerThread / kBlock, nthreads, [&](i64 b0, i64 b1) {
+    body(b0 * kBlock, b1 * kBlock < n ? b1 * kBlock : n);
+  });
+}
+
+// Rows per thread so that each thread gets at least kMinElemsPerThread elements.
+IRF_INLINE i64 min_rows(i64 C) { return C >= kMinElemsPerThread ? 1 : kMinElemsPerThread / (C < 1 ? 1 : C); }
+
+// Deterministic column sums over rows: the N rows are cut into row_chunks(N) fixed chunks
+// (chunk c owns split_range(N, c, nchunks) -- a function of N only, never of the thread
+// count); each chunk sums its rows in row order into its own partial vector, and the partials
+// are then added in chunk order.  So sums are bitwise identical for any number of threads.
+constexpr i64 kRowChunks = 64;
+IRF_INLINE i64 row_chunks(i64 N) { return N < kRowChunks ? N : kRowChunks; }
+
+// out[j] (+)= sum over c = 0..nch-1 (in order) of part[c * ld + j], j < C.
+void reduce_chunks(float* out, const float* part, i64 nch, i64 ld, i64 C, bool accumulate, int nthreads) {
+  const i64 nb = ceil_div(C, W);
+  parallel_for(nb, (kMinElemsPerThread / W) / (nch < 1 ? 1 : nch) + 1, nthreads, [&](i64 b0, i64 b1) {
+    for (i64 b = b0; b < b1; ++b) {
+      const i64 j = b * W;
+      const int r = C - j < W ? int(C - j) : W;
+      vf s = r == W ? (accumulate ? vload(out + j) : vzero()) : (accumulate ? vload_part(out + j, r) : vzero());
+      for (i64 c = 0; c < nch; ++c) {
+        const float* p = part + c * ld + j;
+        s = vadd(s, r == W ? vload(p) : vload_part(p, r));
+      }
+      if (r == W) vstore(out + j, s);
+      else vstore_part(out + j, s, r);
+    }
+  });
+}
+
+}  // namespace
+}  // namespace IRF_ISA
+}  // namespace irf

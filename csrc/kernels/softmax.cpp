@@ -1,0 +1,140 @@
+// softmax.cpp: softmax and log-softmax over the last dimension, forward then backward.
+//
+//   x, out, dout, dx: (N, C) contiguous.
+//   softmax:     out = exp(x - max) / sum(exp(x - max))        (max-shifted: no overflow)
+//   log-softmax: out = x - max - log(sum(exp(x - max)))
+// Backward uses only the saved output.
+#include <cmath>
+
+#include "kernels.h"
+#include "kernels/norm_act_util.h"
+
+namespace irf {
+namespace IRF_ISA {
+namespace {
+
+IRF_INLINE float row_max(const float* x, i64 C) {
+  vf m0 = vset1(-__builtin_inff()), m1 = m0;
+  i64 j = 0;
+  for (; j + 2 * W <= C; j += 2 * W) {
+    m0 = vmax(m0, vload(x + j));
+    m1 = vmax(m1, vload(x + j + W));
+  }
+  for (; j + W <= C; j += W) m0 = vmax(m0, vload(x + j));
+  float m = vreduce_max(vmax(m0, m1));
+  for (; j < C; ++j) m = x[j] > m ? x[j] : m;
+  return m;
+}
+
+// sum(exp(x - m)), also storing exp(x - m) into e when e is not null
+IRF_INLINE float row_sumexp(float* e, const float* x, float m, i64 C) {
+  const vf vm = vset1(m);
+  vf s0 = vzero(), s1 = vzero(), t0 = vzero();
+  i64 j = 0;
+  // blocked summation: block sums of up to 32 * 2W terms are added into t0 (long vocab rows)
+  for (i64 k = 0; j + 2 * W <= C; j += 2 * W) {
+    const vf e0 = vexp(vsub(vload(x + j), vm)), e1 = vexp(vsub(vload(x + j + W), vm));
+    if (e) {
+      vstore(e + j, e0);
+      vstore(e + j + W, e1);
+    }
+    s0 = vadd(s0, e0);
+    s1 = vadd(s1, e1);
+    if (++k == 32) {
+      t0 = vadd(t0, vadd(s0, s1));
+      s0 = s1 = vzero();
+      k = 0;
+    }
+  }
+  s1 = vadd(s1, t0);
+  for (; j < C; j += W) {
+    const int r = C - j < W ? int(C - j) : W;
+    vf ev = vexp(vsub(vload_part(x + j, r), vm));
+    if (e) vstore_part(e + j, ev, r);
+    if (r < W) {   // zero the lanes past the row end
+      float tmp[W];
+      vstore_part(tmp, ev, r);
+      ev = vload_part(tmp, r);
+    }
+    s0 = vadd(s0, ev);
+  }
+  return vreduce_add(vadd(s0, s1));
+}
+
+void softmax_forward(float* out, const float* x, i64 N, i64 C, bool log, int nthreads) {
+  if (N <= 0 || C <= 0) return;
+  parallel_for(N, min_rows(C), nthreads, [&](i64 r0, i64 r1) {
+    for (i64 i = r0; i < r1; ++i) {
+      const float* xi = x + i * C;
+      float* yi = out + i * C;
+      const float m = row_max(xi, C);
+      if (!log) {
+        const float s = row_sumexp(yi, xi, m, C);      // yi = exp(x - max), s = sum
+        const vf inv = vset1(1.f / s);
+        i64 j = 0;
+        for (; j + W <= C; j += W) vstore(yi + j, vmul(vload(yi + j), inv));   // out = exp / s
+        if (j < C) vstore_part(yi + j, vmul(vload_part(yi + j, int(C - j)), inv), int(C - j));
+      } else {
+        // out = x - max - log(sum exp(x - max)); x - max first (exact for large |x|)
+        const vf vl = vset1(std::log(row_sumexp(nullptr, xi, m, C))), vm = vset1(m);
+        i64 j = 0;
+        for (; j + W <= C; j += W) vstore(yi + j, vsub(vsub(vload(xi + j), vm), vl));
+        if (j < C) vstore_part(yi + j, vsub(vsub(vload_part(xi + j, int(C - j)), vm), vl), int(C - j));
+      }
+    }
+  });
+}
+
+// softmax:     dx = out * (dout - sum(dout * out))       (Jacobian diag(out) - out out^T)
+// log-softmax: dx = dout - exp(out) * sum(dout)          (d out_j / d x_k = [j == k] - softmax_k)
+void softmax_backward(float* dx, const float* dout, const float* out, i64 N, i64 C, bool log, int nthreads) {
+  if (N <= 0 || C <= 0) return;
+  parallel_for(N, min_rows(C), nthreads, [&](i64 r0, i64 r1) {
+    for (i64 i = r0; i < r1; ++i) {
+      const float* di = dout + i * C;
+      const float* yi = out + i * C;
+      float* gi = dx + i * C;
+      vf s0 = vzero(), s1 = vzero();
+      i64 j = 0;
+      if (!log) {
+        for (; j + 2 * W <= C; j += 2 * W) {
+          s0 = vfma(vload(di + j), vload(yi + j), s0);
+          s1 = vfma(vload(di + j + W), vload(yi + j + W), s1);
+        }
+        for (; j < C; j += W) {
+          const int r = C - j < W ? int(C - j) : W;
+          s0 = vfma(vload_part(di + j, r), vload_part(yi + j, r), s0);
+        }
+        const vf dot = vset1(vreduce_add(vadd(s0, s1)));
+        for (j = 0; j + W <= C; j += W) vstore(gi + j, vmul(vload(yi + j), vsub(vload(di + j), dot)));
+        if (j < C) {
+          const int r = int(C - j);
+          vstore_part(gi + j, vmul(vload_part(yi + j, r), vsub(vload_part(di + j, r), dot)), r);
+        }
+      } else {
+        for (; j + 2 * W <= C; j += 2 * W) {
+          s0 = vadd(s0, vload(di + j));
+          s1 = vadd(s1, vload(di + j + W));
+        }
+        for (; j < C; j += W) s0 = vadd(s0, vload_part(di + j, C - j < W ? int(C - j) : W));
+        const vf sum = vset1(vreduce_add(vadd(s0, s1)));
+        for (j = 0; j + W <= C; j += W)
+          vstore(gi + j, vsub(vload(di + j), vmul(vexp(vload(yi + j)), sum)));
+        if (j < C) {
+          const int r = int(C - j);
+          vstore_part(gi + j, vsub(vload_part(di + j, r), vmul(vexp(vload_part(yi + j, r)), sum)), r);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void register_softmax(KernelTable& t) {
+  t.softmax_forward = &softmax_forward;
+  t.softmax_backward = &softmax_backward;
+}
+
+}  // namespace IRF_ISA
+}  // namespace irf
