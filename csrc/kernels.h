@@ -48,6 +48,47 @@ struct ReduceParams {
 };
 // ---- end elementwise ----
 
+// ---- loss_optim (parameter structs) ----
+// AdamW (torch.optim.AdamW): param *= decay; m += (1-beta1)(g - m); v = beta2 v + (1-beta2) g^2;
+// param -= step_size * m / (sqrt(v) / bc2_sqrt + eps).  decay = 1 - lr*wd, step_size = lr/bc1,
+// bc1 = 1 - beta1^step, bc2_sqrt = sqrt(1 - beta2^step), all computed in double then rounded.
+struct AdamWScalars {
+  float decay = 1.f, beta1 = 0.9f, one_minus_beta1 = 0.1f, beta2 = 0.999f, one_minus_beta2 = 0.001f;
+  float step_size = 0.f, bc2_sqrt = 1.f, eps = 1e-8f;
+  bool apply_decay = false;
+};
+// SGD (torch.optim.SGD): g += wd * param; buf = first ? g : momentum*buf + (1-dampening)*g;
+// g = nesterov ? g + momentum*buf : buf (momentum != 0); param -= lr * g.
+struct SgdScalars {
+  float lr = 0.f, momentum = 0.f, one_minus_dampening = 1.f, weight_decay = 0.f;
+  bool nesterov = false, first_step = false;
+};
+// Elements per partial sum of sum_squares (fixed, so the result is independent of threads).
+constexpr i64 kSumSquaresBlock = 4096;
+// Dropout mask parameters: element i is kept iff (hash(seed, offset + i) >> 8) >= p24.
+struct DropoutParams {
+  std::uint64_t seed = 0, offset = 0;
+  std::uint32_t p24 = 0;
+  float scale = 1.f;
+};
+// The dropout hash (counter-based, stateless): 32 well-mixed bits from (seed, counter).
+// hash = mix32(mix32(lo32(counter) ^ k1) + k2) with (k1, k2) = dropout_keys(seed, hi32(counter));
+// mix32 is a bijective xorshift-multiply finaliser (Wellons' lowbias32), so for one key no two
+// counters in a 2^32 run collide.  `static` gives each ISA object its own copy (no ODR merging).
+static inline std::uint32_t dropout_mix32(std::uint32_t x) {
+  x ^= x >> 16; x *= 0x7feb352dU; x ^= x >> 15; x *= 0x846ca68bU; x ^= x >> 16;
+  return x;
+}
+static inline void dropout_keys(std::uint64_t seed, std::uint32_t hi, std::uint32_t& k1, std::uint32_t& k2) {
+  k1 = dropout_mix32(std::uint32_t(seed) ^ dropout_mix32(std::uint32_t(seed >> 32) ^ 0x9E3779B9U ^
+                                                        dropout_mix32(hi + 0x85EBCA6BU)));
+  k2 = dropout_mix32(k1 ^ 0x68E31DA4U);
+}
+static inline std::uint32_t dropout_hash(std::uint32_t lo, std::uint32_t k1, std::uint32_t k2) {
+  return dropout_mix32(dropout_mix32(lo ^ k1) + k2);
+}
+// ---- end loss_optim (parameter structs) ----
+
 struct KernelTable {
   const char* isa;
   // matrix multiply (csrc/kernels/gemm.cpp)
@@ -99,6 +140,32 @@ struct KernelTable {
 
   // ---- loss_optim: cross-entropy, embedding, optimizers, grad norm, dropout
   //      (csrc/kernels/loss_optim.cpp and neighbours) ----
+  // cross-entropy fused with softmax (csrc/kernels/cross_entropy.cpp).  logits (N, V), targets
+  // (N,) already validated (ignore_index or in [0, V)).  Forward: lse[n] = logsumexp(logits[n]),
+  // row_loss[n] = lse[n] - logits[n, targets[n]] (0 for ignored rows), double.  Backward:
+  // dlogits[n] = (softmax(logits[n]) - onehot(targets[n])) * scale, zero for ignored rows.
+  void (*cross_entropy_forward)(float* lse, double* row_loss, const float* logits, const i64* targets,
+                                i64 N, i64 V, i64 ignore_index, int nthreads);
+  void (*cross_entropy_backward)(float* dlogits, const float* lse, const float* logits, const i64* targets,
+                                 float scale, i64 N, i64 V, i64 ignore_index, int nthreads);
+  // embedding (csrc/kernels/embedding.cpp): out (N, C) = weight (V, C)[ids (N,)];
+  // dweight[ids[i]] += dout[i] (ids already validated to lie in [0, V)).
+  void (*embedding_forward)(float* out, const i64* ids, const float* weight, i64 N, i64 C, int nthreads);
+  void (*embedding_backward)(float* dweight, const float* dout, const i64* ids, i64 N, i64 C, int nthreads);
+  // optimizers over flat float32 buffers of n elements (csrc/kernels/optim.cpp); the scalar
+  // hyper-parameters are prepared by the binding exactly as torch.optim computes them.
+  void (*adamw_step)(float* param, float* exp_avg, float* exp_avg_sq, const float* grad,
+                     const AdamWScalars& s, i64 n, int nthreads);
+  void (*sgd_step)(float* param, float* momentum_buf, const float* grad, const SgdScalars& s, i64 n,
+                   int nthreads);
+  // partials[b] = sum of x[i]^2 over block b = [b*kSumSquaresBlock, (b+1)*kSumSquaresBlock) (double)
+  void (*sum_squares)(double* partials, const float* x, i64 n, int nthreads);
+  // x *= factor
+  void (*scale)(float* x, float factor, i64 n, int nthreads);
+  // dropout (csrc/kernels/dropout.cpp): out[i] = keep(seed, offset + i) ? x[i] * scale : 0 with
+  // keep = (hash(seed, offset + i) >> 8) >= p24 (p24 = round(p * 2^24)); backward applies the same mask.
+  void (*dropout_forward)(float* out, const float* x, const DropoutParams& d, i64 n, int nthreads);
+  void (*dropout_backward)(float* dx, const float* dout, const DropoutParams& d, i64 n, int nthreads);
   // ---- end loss_optim ----
 
   // ---- elementwise: broadcasting binary ops, unary maps, axis reductions for autograd
@@ -153,6 +220,18 @@ void sum_rows(float* out, const float* x, i64 N, i64 C, bool accumulate);
 // ---- end norm_act ----
 
 // ---- loss_optim ----
+void cross_entropy_forward(float* lse, double* row_loss, const float* logits, const i64* targets, i64 N, i64 V,
+                           i64 ignore_index);
+void cross_entropy_backward(float* dlogits, const float* lse, const float* logits, const i64* targets,
+                            float scale, i64 N, i64 V, i64 ignore_index);
+void embedding_forward(float* out, const i64* ids, const float* weight, i64 N, i64 C);
+void embedding_backward(float* dweight, const float* dout, const i64* ids, i64 N, i64 C);
+void adamw_step(float* param, float* exp_avg, float* exp_avg_sq, const float* grad, const AdamWScalars& s, i64 n);
+void sgd_step(float* param, float* momentum_buf, const float* grad, const SgdScalars& s, i64 n);
+void sum_squares(double* partials, const float* x, i64 n);
+void scale(float* x, float factor, i64 n);
+void dropout_forward(float* out, const float* x, const DropoutParams& d, i64 n);
+void dropout_backward(float* dx, const float* dout, const DropoutParams& d, i64 n);
 // ---- end loss_optim ----
 
 // ---- elementwise ----
