@@ -112,7 +112,7 @@ def test_other_pooling_modes_match_definition(tiny_dir, mode):
     ids = enc.tokenize(["good day", "the cruel cold tree was dark"])
     out = enc.encode(["good day", "the cruel cold tree was dark"], normalize=False)
     for i, s in enumerate(ids):
-        h = enc.model(np.array([s]))[0]
+        h = enc.model.run(np.array([s]))[0][0]
         want = {"cls": h[0], "max": h.max(0), "mean_sqrt_len_tokens": h.sum(0) / np.sqrt(len(s))}[mode]
         np.testing.assert_allclose(out[i], want, atol=2e-5)
 
@@ -158,7 +158,7 @@ def test_encoder_grads_flow_to_all_parameters(tiny_dir):
     """One training step touches every encoder parameter (except the unused pooler)."""
     clf = TextClassifier(tiny_dir, labels=["neg", "pos"], max_seq_length=16)
     for p in clf.parameters():
-        p.zero_grad()
+        p.grad = None
     ids, mask = clf.encoder._pad(clf.encoder.tokenize(["good day", "the bad tree"]))
     clf._train_step(clf.encoder.model, clf.head, clf.encoder.pooling, ids, mask, np.array([1, 0]))
     for name, p in clf.encoder.model.named_parameters():

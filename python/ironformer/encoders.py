@@ -24,8 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from . import autograd, optim
+from .autograd import Function
 from .models.bert import BERT
 from .models import _encoder_ops as K
+from .nn import Linear
+from .nn import functional as F
+from .nn.utils import clip_grad_norm_
 
 __all__ = ["SentenceEncoder", "TextClassifier"]
 
@@ -221,7 +226,7 @@ class SentenceEncoder:
             from tqdm.auto import tqdm
             batches = tqdm(batches, total=math.ceil(len(seqs) / batch_size), desc=desc)
         for idx, ids, mask in batches:
-            hidden = self.model(ids, mask)
+            hidden, _, _ = self.model.run(ids, mask)
             out[idx] = _pool(hidden, mask, self.pooling)
         return out
 
@@ -239,50 +244,15 @@ class SentenceEncoder:
         return emb[0] if single else emb
 
 
-# ---- AdamW over numpy parameters ----------------------------------------------------------------
-class _AdamW:
-    """Decoupled-weight-decay Adam (Loshchilov & Hutter) on ``Param`` objects, in place.
-    No weight decay on biases and LayerNorm weights (1-D parameters)."""
+class _Pool(Function):
+    """Pooling of the last hidden state as an autograd node (see ``_pool``)."""
 
-    def __init__(self, params, lr=5e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
-        self.params = list(params)
-        self.lr, self.betas, self.eps, self.wd = lr, betas, eps, weight_decay
-        self.m = [np.zeros_like(p.data) for p in self.params]
-        self.v = [np.zeros_like(p.data) for p in self.params]
-        self.t = 0
+    def forward(self, hidden, *, mask, modes):
+        self.hidden, self.mask, self.modes = hidden, mask, modes
+        return _pool(hidden, mask, modes)
 
-    def step(self):
-        self.t += 1
-        b1, b2 = self.betas
-        bc1, bc2 = 1 - b1 ** self.t, 1 - b2 ** self.t
-        for p, m, v in zip(self.params, self.m, self.v):
-            g = p.grad
-            if g is None:
-                continue
-            m *= b1
-            m += (1 - b1) * g                              # m = b1 m + (1 - b1) g
-            v *= b2
-            v += (1 - b2) * (g * g)                        # v = b2 v + (1 - b2) g^2
-            if self.wd and p.data.ndim > 1:
-                p.data *= (1 - self.lr * self.wd)
-            den = np.sqrt(v)
-            den *= 1.0 / math.sqrt(bc2)
-            den += self.eps
-            p.data -= (self.lr / bc1) * m / den
-
-    def zero_grad(self):
-        for p in self.params:
-            if p.grad is not None:
-                p.grad.fill(0.0)
-
-
-class _Head:
-    """The classification head: logits = pooled @ W^T + b."""
-
-    def __init__(self, dim, n_classes, rng):
-        from .models.bert import Param
-        self.weight = Param(rng.normal(0.0, 0.02, (n_classes, dim)))
-        self.bias = Param(np.zeros(n_classes))
+    def backward(self, d):
+        return _pool_backward(d, self.hidden, self.mask, self.modes)
 
 
 # ---- TextClassifier -----------------------------------------------------------------------------
@@ -312,7 +282,10 @@ class TextClassifier:
         if len(set(labels)) != len(labels):
             raise ValueError("TextClassifier: labels must be distinct")
         self.labels = list(labels)
-        self.head = _Head(self.encoder.dim, len(labels), np.random.default_rng(self.seed))
+        self.head = Linear(self.encoder.dim, len(labels))
+        rng = np.random.default_rng(self.seed)   # BERT's initializer: N(0, 0.02), zero bias
+        self.head.weight.data[...] = rng.normal(0.0, 0.02, self.head.weight.shape)
+        self.head.bias.data[...] = 0.0
 
     def _label_ids(self, labels):
         index = {lab: i for i, lab in enumerate(self.labels)}
@@ -323,7 +296,7 @@ class TextClassifier:
                              f"{self.labels}") from None
 
     def parameters(self):
-        return self.encoder.model.parameters() + [self.head.weight, self.head.bias]
+        return list(self.encoder.model.parameters()) + [self.head.weight, self.head.bias]
 
     # -- training -----------------------------------------------------------------------------
     def fit(self, texts, labels, epochs: int = 1, lr: float = 5e-5, batch_size: int = 16,
@@ -347,9 +320,11 @@ class TextClassifier:
         seqs = self.encoder.tokenize(texts)
         rng = np.random.default_rng(self.seed if seed is None else seed)
         params = self.parameters()
-        opt = _AdamW(params, lr=lr, weight_decay=weight_decay)
-        for p in params:
-            p.zero_grad()
+        # no weight decay on biases and LayerNorm weights (1-D), as in BERT fine-tuning
+        opt = optim.AdamW([{"params": [p for p in params if p.ndim > 1]},
+                           {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}],
+                          lr=lr, weight_decay=weight_decay)
+        opt.zero_grad(set_to_none=False)
         steps_per_epoch = math.ceil(len(texts) / batch_size)
         total = steps_per_epoch * epochs
         n_warm = int(warmup * total)
@@ -363,16 +338,15 @@ class TextClassifier:
             for s in bar:
                 idx = perm[s * batch_size:(s + 1) * batch_size]
                 ids, mask = self.encoder._pad([seqs[i] for i in idx])
-                opt.lr = lr * (step + 1) / max(1, n_warm) if step < n_warm else \
+                cur = lr * (step + 1) / max(1, n_warm) if step < n_warm else \
                     lr * max(0.0, (total - step) / max(1, total - n_warm))
+                for g in opt.param_groups:
+                    g["lr"] = cur
                 loss = self._train_step(model, head, modes, ids, mask, y[idx])
                 if max_grad_norm:
-                    norm = math.sqrt(sum(float(np.vdot(p.grad, p.grad)) for p in params))
-                    if norm > max_grad_norm:
-                        for p in params:
-                            p.grad *= max_grad_norm / (norm + 1e-6)
+                    clip_grad_norm_(params, max_grad_norm)
                 opt.step()
-                opt.zero_grad()
+                opt.zero_grad(set_to_none=False)
                 losses.append(loss)
                 step += 1
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
@@ -385,16 +359,14 @@ class TextClassifier:
 
     @staticmethod
     def _train_step(model, head, modes, ids, mask, y):
-        """One forward + backward; gradients accumulate into every Param.grad; returns the loss."""
-        hidden = model.forward(ids, mask, keep_for_backward=True)
-        pooled = _pool(hidden, mask, modes)
-        logits = K.linear(pooled, head.weight.data, head.bias.data)
-        loss, probs = K.cross_entropy_forward(logits, y)
-        dlogits = K.cross_entropy_backward(probs, y)
-        dpooled = K.linear_backward(dlogits, pooled, head.weight.data, head.weight._g(),
-                                    head.bias._g())
-        model.backward(_pool_backward(dpooled, hidden, mask, modes))
-        return loss
+        """One forward + backward (autograd); gradients accumulate into every parameter's
+        .grad; returns the loss."""
+        with autograd.enable_grad():
+            hidden = model(ids, mask)
+            logits = head(_Pool.apply(hidden, mask=mask, modes=modes))
+            loss = F.cross_entropy(logits, y)
+            loss.backward()
+        return loss.item()
 
     # -- inference ----------------------------------------------------------------------------
     def _check_ready(self):

@@ -23,7 +23,8 @@ __all__ = [
     "linear", "linear_backward", "layernorm_forward", "layernorm_backward",
     "gelu_forward", "gelu_backward", "attention_forward", "attention_backward",
     "embedding_forward", "embedding_backward", "cross_entropy_forward",
-    "cross_entropy_backward", "kernel_report",
+    "cross_entropy_backward", "add_", "tanh_forward", "tanh_backward", "adamw_step",
+    "clip_grad_norm_", "kernel_report",
 ]
 
 _F32 = np.float32
@@ -40,7 +41,8 @@ def kernel_report() -> dict:
     """{op: 'kernel' | 'numpy'} for the ops this module uses."""
     names = ["layernorm_forward", "layernorm_backward", "gelu_forward", "gelu_backward",
              "attention_forward", "attention_backward", "embedding_forward",
-             "embedding_backward", "cross_entropy_forward", "cross_entropy_backward"]
+             "embedding_backward", "cross_entropy_forward", "cross_entropy_backward",
+             "sum_rows", "add", "tanh_forward", "adamw_step", "sum_squares"]
     return {n: ("kernel" if _kernel(n) is not None else "numpy") for n in names}
 
 
@@ -54,7 +56,11 @@ def linear_backward(dy, x, w, dw, db, need_dx: bool = True):
     if dw is not None:
         ops.matmul(dy, x, trans_a=True, out=dw, accumulate=True)
     if db is not None:
-        db += dy.sum(axis=0, dtype=_F32)
+        k = _kernel("sum_rows")
+        if k is not None:
+            k(dy, out=db, accumulate=True)
+        else:
+            db += dy.sum(axis=0, dtype=_F32)
     return ops.matmul(dy, w) if need_dx else None
 
 
@@ -75,6 +81,9 @@ def layernorm_forward(x, weight, bias, eps: float):
 
 def layernorm_backward(dout, x, mean, rstd, weight, dweight, dbias):
     """Returns dx; dweight += sum(dout * xhat), dbias += sum(dout)."""
+    k = _kernel("layernorm_backward")
+    if k is not None:
+        return k(dout, x, mean, rstd, weight, dweight=dweight, dbias=dbias)[0]
     xhat = (x - mean[:, None]) * rstd[:, None]            # forward: xhat = (x - mean) * rstd
     dweight += np.einsum("ij,ij->j", dout, xhat)          # forward: out = xhat * w + b
     dbias += dout.sum(axis=0, dtype=_F32)
@@ -122,6 +131,9 @@ def gelu_forward(x):
 
 def gelu_backward(dout, x):
     """Returns dx for y = x * Phi(x): dy/dx = Phi(x) + x * phi(x)."""
+    k = _kernel("gelu_backward")
+    if k is not None:
+        return k(dout, x, approximate="none")
     pdf = np.exp(_F32(-0.5) * x * x) * _F32(1.0 / math.sqrt(2.0 * math.pi))
     return dout * (_phi_cdf(x) + x * pdf)
 
@@ -202,19 +214,77 @@ def embedding_backward(dout, ids, dweight):
 
 # ---- cross-entropy: logits (N, V), targets (N,) -> mean loss ---------------------------------
 def cross_entropy_forward(logits, targets):
-    """(mean loss, probabilities (N, V))."""
-    m = logits.max(axis=-1, keepdims=True)
-    e = np.exp(logits - m)
-    p = e / e.sum(axis=-1, keepdims=True)
+    """(mean loss, lse (N,))."""
+    k = _kernel("cross_entropy_forward")
+    if k is not None:
+        return k(logits, targets)
+    m = logits.max(axis=-1)
+    lse = (m + np.log(np.exp(logits - m[:, None]).sum(axis=-1))).astype(_F32)
     n = logits.shape[0]
-    loss = float(-np.mean(np.log(p[np.arange(n), targets] + 1e-30)))
-    return loss, p.astype(_F32)
+    return float(np.mean(lse - logits[np.arange(n), targets])), lse
 
 
-def cross_entropy_backward(probs, targets):
+def cross_entropy_backward(logits, targets, lse):
     """d(mean loss)/d logits = (softmax - onehot) / N."""
-    n = probs.shape[0]
-    d = probs.copy()
+    k = _kernel("cross_entropy_backward")
+    if k is not None:
+        return k(logits, targets, lse)
+    n = logits.shape[0]
+    d = np.exp(logits - lse[:, None])
     d[np.arange(n), targets] -= 1.0
     d /= _F32(n)
-    return d
+    return d.astype(_F32)
+
+
+# ---- small elementwise helpers ----------------------------------------------------------------
+def add_(a, b):
+    """a += b in place (a residual connection); returns a."""
+    k = _kernel("add")
+    if k is not None:
+        return k(a, b, out=a)
+    a += b
+    return a
+
+
+def tanh_forward(x):
+    k = _kernel("tanh_forward")
+    return k(x) if k is not None else np.tanh(x)
+
+
+def tanh_backward(dout, out):
+    k = _kernel("tanh_backward")
+    return k(dout, out) if k is not None else dout * (1.0 - out * out)
+
+
+def adamw_step(param, grad, m, v, *, step, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
+    """One torch.optim.AdamW step in place on param, m, v."""
+    k = _kernel("adamw_step")
+    if k is not None:
+        k(param, grad, m, v, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+          weight_decay=weight_decay)
+        return
+    bc1, bc2 = 1 - beta1 ** step, 1 - beta2 ** step
+    param *= (1 - lr * weight_decay)
+    m *= beta1
+    m += (1 - beta1) * grad
+    v *= beta2
+    v += (1 - beta2) * (grad * grad)
+    den = np.sqrt(v)
+    den *= 1.0 / math.sqrt(bc2)
+    den += eps
+    param -= (lr / bc1) * m / den
+
+
+def clip_grad_norm_(grads, max_norm):
+    """Scale the arrays in place so their global L2 norm is at most max_norm; returns the norm."""
+    k = _kernel("sum_squares")
+    total = math.sqrt(k(grads) if k is not None else sum(float(np.vdot(g, g)) for g in grads))
+    if max_norm and total > max_norm:
+        f = max_norm / (total + 1e-6)
+        sk = _kernel("scale_")
+        for g in grads:
+            if sk is not None:
+                sk(g, f)
+            else:
+                g *= f
+    return total

@@ -4,16 +4,19 @@ Reads and writes Hugging Face checkpoint directories (config.json + model.safete
 ``bert-base-uncased``-style models and sentence-transformers models (all-MiniLM-L6-v2, ...)
 load unchanged, and ``transformers.BertModel.from_pretrained`` loads what we save.
 
-The model keeps its own forward/backward (llm.c style): every layer's ``forward`` returns
-its output and a small cache, and ``backward`` takes the output gradient and the cache,
-accumulates parameter gradients (``param.grad +=``) and returns the input gradient.  The
-arithmetic runs in ``ironformer.ops`` kernels (see ``_encoder_ops``).  Inference
-(``model(...)``) keeps no caches.  Dropout is not applied (inference and fine-tuning run
-deterministic, like ``model.eval()``).
+BERT is an ``nn.Module`` (parameters, state_dict, train/eval as usual), but the encoder
+runs as ONE autograd node with a hand-written backward (llm.c style): every layer's
+``forward`` returns its output and a small cache, ``backward`` takes the output gradient
+and the cache, accumulates parameter gradients (``param.grad +=``) and returns the input
+gradient.  That keeps the per-op graph bookkeeping out of a 12-layer model and lets q/k/v
+run as one GEMM.  The arithmetic runs in ``ironformer.ops`` kernels (see
+``_encoder_ops``).  Dropout is not applied (inference and fine-tuning are deterministic,
+like ``model.eval()``).
 
     model = BERT.from_pretrained("path/to/bert")          # HF checkpoint directory
-    hidden = model(input_ids, attention_mask)             # (B, T, hidden) float32
+    hidden = model(input_ids, attention_mask)             # Tensor (B, T, hidden)
     hidden, pooled = model(input_ids, attention_mask, return_pooled=True)
+    hidden, pooled, cache = model.run(ids, mask, keep_for_backward=True)   # numpy level
 """
 from __future__ import annotations
 
@@ -25,6 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import autograd
+from ..autograd import Function, Tensor
+from ..nn import Module, ModuleList, Parameter
 from . import _encoder_ops as K
 
 __all__ = ["BERTConfig", "BERT"]
@@ -103,60 +109,36 @@ class BERTConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-class Param:
-    """A trainable array: ``data`` (float32) and ``grad`` (same shape, or None)."""
-    __slots__ = ("data", "grad")
-
-    def __init__(self, data: np.ndarray):
-        self.data = np.ascontiguousarray(data, dtype=_F32)
-        self.grad = None
-
-    @property
-    def shape(self):
-        return self.data.shape
-
-    def zero_grad(self):
-        if self.grad is None:
-            self.grad = np.zeros_like(self.data)
-        else:
-            self.grad.fill(0.0)
-
-    def _g(self):
-        if self.grad is None:
-            self.grad = np.zeros_like(self.data)
-        return self.grad
+def _grad(p: Parameter) -> np.ndarray:
+    """p.grad, allocated as zeros on first use (gradients accumulate into it)."""
+    if p.grad is None:
+        p.grad = np.zeros_like(p.data)
+    return p.grad
 
 
-class _Layer:
-    """Base: named parameters gathered from attributes (Param or _Layer), in definition order."""
-
-    def named_parameters(self, prefix: str = ""):
-        for name, v in vars(self).items():
-            if isinstance(v, Param):
-                yield prefix + name, v
-            elif isinstance(v, _Layer):
-                yield from v.named_parameters(prefix + name + ".")
-            elif isinstance(v, list) and v and isinstance(v[0], _Layer):
-                for i, m in enumerate(v):
-                    yield from m.named_parameters(f"{prefix}{name}.{i}.")
+def _normal(rng, std, shape):
+    return rng.normal(0.0, std, shape).astype(_F32)
 
 
-class Linear(_Layer):
+class Linear(Module):
     def __init__(self, n_in: int, n_out: int, rng, std: float):
-        self.weight = Param(rng.normal(0.0, std, (n_out, n_in)))
-        self.bias = Param(np.zeros(n_out))
+        super().__init__()
+        self.weight = Parameter(_normal(rng, std, (n_out, n_in)))
+        self.bias = Parameter(np.zeros(n_out, _F32))
 
     def forward(self, x):                                  # x (N, in) -> (N, out)
         return K.linear(x, self.weight.data, self.bias.data)
 
     def backward(self, dy, x, need_dx=True):
-        return K.linear_backward(dy, x, self.weight.data, self.weight._g(), self.bias._g(), need_dx)
+        return K.linear_backward(dy, x, self.weight.data, _grad(self.weight), _grad(self.bias),
+                                 need_dx)
 
 
-class LayerNorm(_Layer):
+class LayerNorm(Module):
     def __init__(self, n: int, eps: float):
-        self.weight = Param(np.ones(n))
-        self.bias = Param(np.zeros(n))
+        super().__init__()
+        self.weight = Parameter(np.ones(n, _F32))
+        self.bias = Parameter(np.zeros(n, _F32))
         self.eps = eps
 
     def forward(self, x):                                  # x (N, C) -> out, (x, mean, rstd)
@@ -166,19 +148,21 @@ class LayerNorm(_Layer):
     def backward(self, dout, cache):
         x, mean, rstd = cache
         return K.layernorm_backward(dout, x, mean, rstd, self.weight.data,
-                                    self.weight._g(), self.bias._g())
+                                    _grad(self.weight), _grad(self.bias))
 
 
-class Embedding(_Layer):
+class Embedding(Module):
     def __init__(self, n: int, dim: int, rng, std: float):
-        self.weight = Param(rng.normal(0.0, std, (n, dim)))
+        super().__init__()
+        self.weight = Parameter(_normal(rng, std, (n, dim)))
 
 
 # ---------------------------------------------------------------------------------------------
-class BertEmbeddings(_Layer):
+class BertEmbeddings(Module):
     """word + position + token-type embeddings, then LayerNorm."""
 
     def __init__(self, cfg: BERTConfig, rng):
+        super().__init__()
         std = cfg.initializer_range
         self.word_embeddings = Embedding(cfg.vocab_size, cfg.hidden_size, rng, std)
         self.position_embeddings = Embedding(cfg.max_position_embeddings, cfg.hidden_size, rng, std)
@@ -191,7 +175,7 @@ class BertEmbeddings(_Layer):
         x = x.reshape(b, t, -1)
         x += self.position_embeddings.weight.data[:t][None]
         x = x.reshape(b * t, -1)
-        x += K.embedding_forward(type_ids.reshape(-1), self.token_type_embeddings.weight.data)
+        K.add_(x, K.embedding_forward(type_ids.reshape(-1), self.token_type_embeddings.weight.data))
         out, ln_cache = self.LayerNorm.forward(x)
         return out, (ids, type_ids, ln_cache)
 
@@ -199,40 +183,45 @@ class BertEmbeddings(_Layer):
         ids, type_ids, ln_cache = cache
         b, t = ids.shape
         dx = self.LayerNorm.backward(dout, ln_cache)
-        K.embedding_backward(dx, ids.reshape(-1), self.word_embeddings.weight._g())
-        K.embedding_backward(dx, type_ids.reshape(-1), self.token_type_embeddings.weight._g())
-        self.position_embeddings.weight._g()[:t] += dx.reshape(b, t, -1).sum(axis=0, dtype=_F32)
+        K.embedding_backward(dx, ids.reshape(-1), _grad(self.word_embeddings.weight))
+        K.embedding_backward(dx, type_ids.reshape(-1), _grad(self.token_type_embeddings.weight))
+        _grad(self.position_embeddings.weight)[:t] += dx.reshape(b, t, -1).sum(axis=0, dtype=_F32)
 
 
-class _SelfAttention(_Layer):
+class _SelfAttention(Module):
     def __init__(self, cfg, rng):
+        super().__init__()
         c, std = cfg.hidden_size, cfg.initializer_range
         self.query = Linear(c, c, rng, std)
         self.key = Linear(c, c, rng, std)
         self.value = Linear(c, c, rng, std)
 
 
-class _Output(_Layer):                                     # dense -> (+ residual) -> LayerNorm
+class _Output(Module):                                     # dense -> (+ residual) -> LayerNorm
     def __init__(self, n_in, n_out, cfg, rng):
+        super().__init__()
         self.dense = Linear(n_in, n_out, rng, cfg.initializer_range)
         self.LayerNorm = LayerNorm(n_out, cfg.layer_norm_eps)
 
 
-class _Attention(_Layer):
+class _Attention(Module):
     def __init__(self, cfg, rng):
+        super().__init__()
         self.self = _SelfAttention(cfg, rng)
         self.output = _Output(cfg.hidden_size, cfg.hidden_size, cfg, rng)
 
 
-class _Intermediate(_Layer):
+class _Intermediate(Module):
     def __init__(self, cfg, rng):
+        super().__init__()
         self.dense = Linear(cfg.hidden_size, cfg.intermediate_size, rng, cfg.initializer_range)
 
 
-class BertLayer(_Layer):
+class BertLayer(Module):
     """Post-LayerNorm block: h = LN(x + Attn(x)); out = LN(h + W2 gelu(W1 h))."""
 
     def __init__(self, cfg: BERTConfig, rng):
+        super().__init__()
         self.attention = _Attention(cfg, rng)
         self.intermediate = _Intermediate(cfg, rng)
         self.output = _Output(cfg.intermediate_size, cfg.hidden_size, cfg, rng)
@@ -253,12 +242,12 @@ class BertLayer(_Layer):
         y, lse = K.attention_forward(q, k, v, key_mask=key_mask)
         y2 = np.ascontiguousarray(y.transpose(0, 2, 1, 3)).reshape(b * t, nh * hs)
         a = self.attention.output.dense.forward(y2)
-        a += x                                             # residual
+        K.add_(a, x)                                       # residual
         h, ln1 = self.attention.output.LayerNorm.forward(a)
         u = self.intermediate.dense.forward(h)
         g = K.gelu_forward(u)
         o = self.output.dense.forward(g)
-        o += h                                             # residual
+        K.add_(o, h)                                       # residual
         out, ln2 = self.output.LayerNorm.forward(o)
         cache = (x, qkv, q, k, v, y, lse, y2, ln1, h, u, g, ln2, b, t, key_mask) if keep else None
         return out, cache
@@ -270,7 +259,7 @@ class BertLayer(_Layer):
         dg = self.output.dense.backward(do, g)              # o = dense(g) + h
         du = K.gelu_backward(dg, u)                         # g = gelu(u)
         dh = self.intermediate.dense.backward(du, h)        # u = dense(h)
-        dh += do                                            # residual into h
+        K.add_(dh, do)                                      # residual into h
         da = self.attention.output.LayerNorm.backward(dh, ln1)   # h = LN(a)
         dy2 = self.attention.output.dense.backward(da, y2)  # a = dense(y2) + x
         dy = dy2.reshape(b, t, nh, hs).transpose(0, 2, 1, 3)
@@ -283,89 +272,79 @@ class BertLayer(_Layer):
         c = nh * hs
         dx = da                                             # residual into x
         for i, lin in enumerate((s.query, s.key, s.value)):
-            dx += lin.backward(np.ascontiguousarray(dqkv[:, i * c:(i + 1) * c]), x)
+            K.add_(dx, lin.backward(np.ascontiguousarray(dqkv[:, i * c:(i + 1) * c]), x))
         return dx
 
 
-class _Encoder(_Layer):
+class _Encoder(Module):
     def __init__(self, cfg, rng):
-        self.layer = [BertLayer(cfg, rng) for _ in range(cfg.num_hidden_layers)]
+        super().__init__()
+        self.layer = ModuleList([BertLayer(cfg, rng) for _ in range(cfg.num_hidden_layers)])
 
 
-class _Pooler(_Layer):
+class _Pooler(Module):
     def __init__(self, cfg, rng):
+        super().__init__()
         self.dense = Linear(cfg.hidden_size, cfg.hidden_size, rng, cfg.initializer_range)
 
 
 # ---------------------------------------------------------------------------------------------
-class BERT(_Layer):
+class _BertFunction(Function):
+    """The whole encoder as one autograd node: forward keeps the per-layer caches, backward
+    runs the hand-written backward, which accumulates straight into every Parameter.grad
+    (the anchor input is the word-embedding matrix, so the node is tracked whenever the
+    model's parameters require gradients)."""
+
+    def forward(self, anchor, *, model, ids, type_ids, mask, return_pooled):
+        hidden, pooled, self.cache = model.run(ids, mask, type_ids, return_pooled=return_pooled,
+                                               keep_for_backward=True)
+        self.model = model
+        return (hidden, pooled) if return_pooled else hidden
+
+    def backward(self, d_hidden, d_pooled=None):
+        self.model.run_backward(self.cache, d_hidden, d_pooled)
+        return None
+
+
+class BERT(Module):
     """The BERT encoder.  ``model(input_ids, attention_mask=None, token_type_ids=None)`` ->
-    last hidden state (B, T, hidden) float32; ``return_pooled=True`` also returns the pooler
-    output (B, hidden) (tanh(dense(h[:, 0]))).  For training, call ``forward(...,
-    keep_for_backward=True)`` then ``backward(d_hidden, d_pooled=None)``: gradients
-    accumulate into ``param.grad`` for every ``named_parameters()`` entry."""
+    last hidden state (B, T, hidden) as a ``Tensor``; ``return_pooled=True`` also returns
+    the pooler output (B, hidden) = tanh(dense(h[:, 0])).  With gradients enabled the result
+    is part of the autograd graph (``loss.backward()`` fills every parameter's ``.grad``).
+    ``run(...)`` is the numpy-level entry point (no autograd; used by the encoders)."""
 
     def __init__(self, config: BERTConfig, seed: int = 0):
+        super().__init__()
         self.config = config
         rng = np.random.default_rng(seed)
         self.embeddings = BertEmbeddings(config, rng)
         self.encoder = _Encoder(config, rng)
         self.pooler = _Pooler(config, rng) if config.add_pooling_layer else None
-        self._cache = None
 
-    # -- parameters -------------------------------------------------------------------------
-    def named_parameters(self, prefix: str = ""):
-        for name, p in super().named_parameters(prefix):
-            yield name, p
-
-    def parameters(self):
-        return [p for _, p in self.named_parameters()]
-
-    def num_parameters(self) -> int:
-        return sum(p.data.size for p in self.parameters())
-
-    def zero_grad(self):
-        for p in self.parameters():
-            p.grad = None
-
-    def state_dict(self) -> dict:
-        """{HF BertModel key: float32 array} (the arrays themselves, not copies)."""
-        return {k: p.data for k, p in self.named_parameters()}
-
-    def load_state_dict(self, sd: dict, strict: bool = True):
-        """Load HF-named arrays (an optional 'bert.' prefix is stripped; buffers such as
-        embeddings.position_ids are ignored).  Returns (missing, unexpected)."""
+    def load_state_dict(self, state_dict, strict: bool = True):
+        """Load HF-named arrays; an optional 'bert.' prefix is stripped and buffers such as
+        embeddings.position_ids are ignored.  Returns (missing, unexpected)."""
         clean = {}
-        for k, v in sd.items():
+        for k, v in state_dict.items():
             k2 = k[5:] if k.startswith("bert.") else k
             if k2.endswith("position_ids") or k2.endswith("token_type_ids"):
                 continue
             clean[k2] = v
-        own = dict(self.named_parameters())
-        missing = [k for k in own if k not in clean]
-        unexpected = [k for k in clean if k not in own]
-        if strict and (missing or unexpected):
-            raise ValueError(f"BERT.load_state_dict: missing keys {missing[:8]}"
-                             f"{'...' if len(missing) > 8 else ''}, unexpected keys "
-                             f"{unexpected[:8]}{'...' if len(unexpected) > 8 else ''}")
-        for k, p in own.items():
-            if k not in clean:
-                continue
-            a = np.asarray(clean[k])
-            if a.shape != p.data.shape:
-                raise ValueError(f"BERT.load_state_dict: {k} has shape {a.shape}, "
-                                 f"expected {p.data.shape}")
-            p.data = np.ascontiguousarray(a, dtype=_F32)
-        return missing, unexpected
+        try:
+            return super().load_state_dict(clean, strict=strict)
+        except RuntimeError as e:
+            raise ValueError(f"BERT.load_state_dict: {e}") from None
 
     # -- forward / backward -----------------------------------------------------------------
     def _check_inputs(self, input_ids, attention_mask, token_type_ids):
-        ids = np.asarray(input_ids)
+        ids = input_ids.data if isinstance(input_ids, Tensor) else np.asarray(input_ids)
         if ids.ndim == 1:
             ids = ids[None]
-        if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
+        if ids.ndim != 2 or not (np.issubdtype(ids.dtype, np.integer) or
+                                 (ids.size and np.all(ids == np.round(ids)))):
             raise ValueError(f"BERT: input_ids must be an integer array (B, T), got "
                              f"{ids.dtype} {ids.shape}")
+        ids = ids.astype(np.int64, copy=False)
         b, t = ids.shape
         cfg = self.config
         if t > cfg.max_position_embeddings:
@@ -374,7 +353,6 @@ class BERT(_Layer):
         if ids.size and (ids.min() < 0 or ids.max() >= cfg.vocab_size):
             bad = int(ids.max() if ids.max() >= cfg.vocab_size else ids.min())
             raise IndexError(f"BERT: token id {bad} out of range for vocab_size {cfg.vocab_size}")
-        ids = ids.astype(np.int64, copy=False)
         if token_type_ids is None:
             tt = np.zeros_like(ids)
         else:
@@ -384,14 +362,15 @@ class BERT(_Layer):
                                  f"{cfg.type_vocab_size}")
         mask = None
         if attention_mask is not None:
-            mask = np.asarray(attention_mask).reshape(ids.shape)
-            mask = (mask != 0).astype(np.int32)
+            m = attention_mask.data if isinstance(attention_mask, Tensor) else attention_mask
+            mask = (np.asarray(m).reshape(ids.shape) != 0).astype(np.uint8)
             if mask.all():
                 mask = None                              # nothing padded: skip masking work
         return ids, tt, mask
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None,
-                return_pooled: bool = False, keep_for_backward: bool = False):
+    def run(self, input_ids, attention_mask=None, token_type_ids=None,
+            return_pooled: bool = False, keep_for_backward: bool = False):
+        """numpy in, numpy out: (hidden (B, T, C), pooled (B, C) or None, cache or None)."""
         ids, tt, mask = self._check_inputs(input_ids, attention_mask, token_type_ids)
         b, t = ids.shape
         x, emb_cache = self.embeddings.forward(ids, tt)
@@ -405,30 +384,36 @@ class BERT(_Layer):
             if self.pooler is None:
                 raise ValueError("BERT: this model has no pooler (add_pooling_layer=False)")
             cls = np.ascontiguousarray(hidden[:, 0])
-            pooled = np.tanh(self.pooler.dense.forward(cls))
-        self._cache = (emb_cache, caches, b, t, hidden, pooled) if keep_for_backward else None
-        return (hidden, pooled) if return_pooled else hidden
+            pooled = K.tanh_forward(self.pooler.dense.forward(cls))
+        cache = (emb_cache, caches, b, t, hidden, pooled) if keep_for_backward else None
+        return hidden, pooled, cache
 
-    __call__ = forward
-
-    def backward(self, d_hidden=None, d_pooled=None):
-        """Backpropagate d loss / d last hidden state (B, T, C) and / or d pooled (B, C)
-        through the last ``forward(..., keep_for_backward=True)``."""
-        if self._cache is None:
-            raise RuntimeError("BERT.backward: call forward(..., keep_for_backward=True) first")
-        emb_cache, caches, b, t, hidden, pooled = self._cache
+    def run_backward(self, cache, d_hidden=None, d_pooled=None):
+        """Backpropagate d loss / d hidden (B, T, C) and / or d pooled (B, C) through the
+        ``run(..., keep_for_backward=True)`` that returned ``cache``; parameter gradients
+        accumulate into ``.grad``."""
+        emb_cache, caches, b, t, hidden, pooled = cache
         c = self.config.hidden_size
         dx = (np.zeros((b * t, c), _F32) if d_hidden is None
               else np.array(d_hidden, dtype=_F32).reshape(b * t, c))
         if d_pooled is not None:
-            dz = np.asarray(d_pooled, dtype=_F32) * (1.0 - pooled * pooled)   # pooled = tanh(z)
+            dz = K.tanh_backward(np.ascontiguousarray(d_pooled, dtype=_F32), pooled)  # pooled = tanh(z)
             cls = np.ascontiguousarray(hidden[:, 0])
             dcls = self.pooler.dense.backward(dz, cls)
             dx.reshape(b, t, c)[:, 0] += dcls
-        for layer, cache in zip(reversed(self.encoder.layer), reversed(caches)):
-            dx = layer.backward(dx, cache)
+        for layer, lc in zip(reversed(self.encoder.layer), reversed(caches)):
+            dx = layer.backward(dx, lc)
         self.embeddings.backward(dx, emb_cache)
-        self._cache = None
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None,
+                return_pooled: bool = False):
+        anchor = self.embeddings.word_embeddings.weight
+        if autograd.is_grad_enabled() and anchor.requires_grad:
+            ids, tt, mask = self._check_inputs(input_ids, attention_mask, token_type_ids)
+            return _BertFunction.apply(anchor, model=self, ids=ids, type_ids=tt, mask=mask,
+                                       return_pooled=return_pooled)
+        hidden, pooled, _ = self.run(input_ids, attention_mask, token_type_ids, return_pooled)
+        return (Tensor(hidden), Tensor(pooled)) if return_pooled else Tensor(hidden)
 
     # -- checkpoints --------------------------------------------------------------------------
     @classmethod
