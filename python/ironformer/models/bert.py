@@ -117,6 +117,9 @@ def _grad(p: Parameter) -> np.ndarray:
 
 
 def _normal(rng, std, shape):
+    """N(0, std) initial weights; zeros when rng is None (weights about to be loaded)."""
+    if rng is None:
+        return np.zeros(shape, _F32)
     return rng.normal(0.0, std, shape).astype(_F32)
 
 
@@ -270,9 +273,14 @@ class BertLayer(Module):
         dqkv = dqkv.reshape(b * t, 3 * nh * hs)
         s = self.attention.self
         c = nh * hs
-        dx = da                                             # residual into x
+        wqkv, _ = self._qkv_weight()
+        dbqkv = np.zeros(3 * c, _F32)
+        dx = K.linear_backward(dqkv, x, wqkv, None, dbqkv)  # one GEMM for dx
         for i, lin in enumerate((s.query, s.key, s.value)):
-            K.add_(dx, lin.backward(np.ascontiguousarray(dqkv[:, i * c:(i + 1) * c]), x))
+            K.linear_backward(dqkv[:, i * c:(i + 1) * c], x, None, _grad(lin.weight), None,
+                              need_dx=False)
+            _grad(lin.bias)[...] += dbqkv[i * c:(i + 1) * c]
+        K.add_(dx, da)                                      # residual into x
         return dx
 
 
@@ -313,10 +321,10 @@ class BERT(Module):
     is part of the autograd graph (``loss.backward()`` fills every parameter's ``.grad``).
     ``run(...)`` is the numpy-level entry point (no autograd; used by the encoders)."""
 
-    def __init__(self, config: BERTConfig, seed: int = 0):
+    def __init__(self, config: BERTConfig, seed: int | None = 0):
         super().__init__()
         self.config = config
-        rng = np.random.default_rng(seed)
+        rng = None if seed is None else np.random.default_rng(seed)   # None: zeros (loading)
         self.embeddings = BertEmbeddings(config, rng)
         self.encoder = _Encoder(config, rng)
         self.pooler = _Pooler(config, rng) if config.add_pooling_layer else None
@@ -433,7 +441,7 @@ class BERT(Module):
         has_pooler = any(k.endswith("pooler.dense.weight") for k in sd)
         cfg = BERTConfig.from_dict(cfg_dict)
         cfg.add_pooling_layer = has_pooler
-        model = cls(cfg)
+        model = cls(cfg, seed=None)
         model.load_state_dict(sd, strict=True)
         return model
 
