@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import os
 
+os.environ["HF_HUB_OFFLINE"] = "1"          # nothing is downloaded: local directories only
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
 import numpy as np
 import pytest
 
@@ -17,8 +20,6 @@ import ironformer
 from ironformer.models import BERT, BERTConfig
 from ironformer.models import _encoder_ops as K
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 SMALL = dict(vocab_size=101, hidden_size=36, num_hidden_layers=2, num_attention_heads=3,
              intermediate_size=53, max_position_embeddings=40, type_vocab_size=2)

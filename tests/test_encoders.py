@@ -7,6 +7,9 @@ import json
 import logging
 import os
 
+os.environ["HF_HUB_OFFLINE"] = "1"          # nothing is downloaded: local directories only
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
 import numpy as np
 import pytest
 
@@ -15,8 +18,6 @@ from ironformer import SentenceEncoder, TextClassifier
 from ironformer.cli_encoders import add_encoder_commands
 from ironformer.models import BERT, BERTConfig
 
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 WORDS_POS = ["good", "great", "happy", "joy", "love", "sun", "bright", "kind"]
 WORDS_NEG = ["bad", "sad", "dark", "hate", "cold", "grim", "cruel", "pain"]

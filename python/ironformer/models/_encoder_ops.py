@@ -1,11 +1,11 @@
 """The handful of array operations the BERT encoder needs, forward and backward side by side.
 
-Each function calls the C++ kernel in :mod:`ironformer.ops` when that kernel exists in this
-build (matmul always does; attention, layernorm, gelu, embedding and cross-entropy kernels
-come from the kernel-family branches) and otherwise falls back to a short numpy
-implementation written to the same contract.  The fallbacks keep the encoder usable and
-testable while kernel branches are being merged; ``IRONFORMER_ENCODER_NUMPY=1`` forces them
-(tests compare both paths).  ``kernel_report()`` says which path each op takes.
+Each function calls the C++ kernel in :mod:`ironformer.ops` (matmul, attention, layernorm,
+gelu, embedding, cross-entropy, add, sum_rows, tanh, adamw_step, sum_squares).  Each also
+has a short numpy twin written to the same contract: it is the readable statement of what
+the encoder computes, it keeps the module working in a build that lacks a kernel, and
+``IRONFORMER_ENCODER_NUMPY=1`` forces it so tests/test_bert.py can run the transformers
+parity checks through both paths.  ``kernel_report()`` says which path each op takes.
 
 Shapes: N rows (B*T tokens), C channels, B batch, NH heads, T tokens, HS head size.
 All arrays are float32; parameter gradients accumulate (+=) into the arrays passed in.
