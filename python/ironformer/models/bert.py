@@ -262,7 +262,7 @@ class BertLayer(Module):
         nh, hs = self.nh, self.hs
         do = self.output.LayerNorm.backward(dout, ln2)      # out = LN(o)
         dg = self.output.dense.backward(do, g)              # o = dense(g) + h
-        du = K.gelu_backward(dg, u, self.gelu)                       # g = gelu(u)
+        du = K.gelu_backward(dg, u, self.gelu)              # g = gelu(u)
         dh = self.intermediate.dense.backward(du, h)        # u = dense(h)
         K.add_(dh, do)                                      # residual into h
         da = self.attention.output.LayerNorm.backward(dh, ln1)   # h = LN(a)
