@@ -221,3 +221,33 @@ def test_cli_errors_one_line_nonzero(case, tiny_dir, tmp_path, capsys):
     assert code != 0
     assert len(err) == 1 and expect in err[0] and "Traceback" not in err[0], err
     assert err[0].startswith("ironformer ")
+
+
+def test_sentence_transformers_layout(tiny_dir, tmp_path):
+    """modules.json in a parent dir, Transformer in 0_Transformer, CLS pooling, Normalize,
+    max_seq_length and do_lower_case from sentence_bert_config.json; unknown modules refused."""
+    import shutil
+    root = tmp_path / "st"
+    shutil.copytree(tiny_dir, root / "0_Transformer")
+    (root / "0_Transformer" / "sentence_bert_config.json").write_text(
+        json.dumps({"max_seq_length": 6, "do_lower_case": True}))
+    (root / "1_Pooling").mkdir()
+    (root / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": 32, "pooling_mode_cls_token": True,
+         "pooling_mode_mean_tokens": False}))
+    mods = [{"idx": 0, "name": "0", "path": "0_Transformer",
+             "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
+    (root / "modules.json").write_text(json.dumps(mods))
+    enc = SentenceEncoder(root)
+    assert enc.pooling == ("cls",) and enc.normalize_module and enc.max_seq_length == 6
+    a, b = enc.encode(["GOOD day the tree was dark", "good day the tree"], normalize=False)
+    np.testing.assert_allclose(a, b, atol=1e-6)            # lower-cased, truncated to 6 tokens
+    np.testing.assert_allclose(np.linalg.norm(a), 1.0, atol=1e-5)   # Normalize module applies
+    h = enc.model.run(np.array([enc.tokenize(["good day"])[0]]))[0]
+    np.testing.assert_allclose(enc.encode("good day"), h[0, 0] / np.linalg.norm(h[0, 0]), atol=2e-5)
+    mods.append({"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"})
+    (root / "modules.json").write_text(json.dumps(mods))
+    with pytest.raises(ValueError, match="Dense"):
+        SentenceEncoder(root)

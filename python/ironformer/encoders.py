@@ -76,7 +76,7 @@ def _load_layout(path: Path) -> dict:
     if not path.is_dir():
         raise FileNotFoundError(f"model directory not found: {path}")
     layout = {"bert_dir": path, "pooling": ("mean",), "normalize": False, "max_seq_length": None,
-              "tokenizer_dir": path}
+              "tokenizer_dir": path, "lowercase": False}
     modules = path / "modules.json"
     if modules.is_file():
         for m in _read_json(modules):
@@ -86,7 +86,9 @@ def _load_layout(path: Path) -> dict:
                 layout["bert_dir"] = layout["tokenizer_dir"] = sub
                 sb = sub / "sentence_bert_config.json"
                 if sb.is_file():
-                    layout["max_seq_length"] = _read_json(sb).get("max_seq_length")
+                    sbc = _read_json(sb)
+                    layout["max_seq_length"] = sbc.get("max_seq_length")
+                    layout["lowercase"] = bool(sbc.get("do_lower_case", False))
             elif kind == "Pooling":
                 layout["pooling"] = _pooling_modes(_read_json(sub / "config.json"))
             elif kind == "Normalize":
@@ -181,6 +183,7 @@ class SentenceEncoder:
         self.pooling = tuple([pooling] if isinstance(pooling, str) else pooling or layout["pooling"])
         _pooling_modes({"pooling_mode": list(self.pooling)})     # validate
         self.normalize_module = layout["normalize"]
+        self.lowercase = layout["lowercase"]         # sentence-transformers' do_lower_case
         self.tokenizer_dir = layout["tokenizer_dir"]
         self.tokenizer = _load_tokenizer(self.tokenizer_dir, self.max_seq_length)
         pad = self.tokenizer.token_to_id("[PAD]")
@@ -195,7 +198,8 @@ class SentenceEncoder:
         for t in texts:
             if not isinstance(t, str):
                 raise TypeError(f"texts must be strings, got {type(t).__name__}")
-        encs = self.tokenizer.encode_batch(list(texts))
+        texts = [t.lower() for t in texts] if self.lowercase else list(texts)
+        encs = self.tokenizer.encode_batch(texts)
         n_trunc = sum(1 for e in encs if e.overflowing)
         if n_trunc:
             log.warning("%d of %d texts were longer than max_seq_length=%d tokens and were "
