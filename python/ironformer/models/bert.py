@@ -183,6 +183,15 @@ class BertEmbeddings(Module):
         out, ln_cache = self.LayerNorm.forward(x)
         return out, (ids, type_ids, ln_cache)
 
+    def forward_packed(self, ids, type_ids, packed):     # -> (N real tokens, C)
+        rows, _, ti = packed
+        x = K.embedding_forward(ids.reshape(-1)[rows], self.word_embeddings.weight.data)
+        K.add_(x, K.embedding_forward(ti, self.position_embeddings.weight.data))
+        K.add_(x, K.embedding_forward(type_ids.reshape(-1)[rows],
+                                      self.token_type_embeddings.weight.data))
+        out, _ = self.LayerNorm.forward(x)
+        return out, None
+
     def backward(self, dout, cache):
         ids, type_ids, ln_cache = cache
         b, t = ids.shape
@@ -238,14 +247,24 @@ class BertLayer(Module):
         b = np.concatenate([s.query.bias.data, s.key.bias.data, s.value.bias.data])
         return w, b
 
-    def forward(self, x, b, t, key_mask, keep: bool):      # x (B*T, C) -> (B*T, C)
+    def forward(self, x, b, t, key_mask, keep: bool, packed=None):
+        """x (B*T, C) -> (B*T, C).  ``packed`` = (rows, bi, ti) (inference only): x holds just
+        the N real tokens (N, C) (rows = their flat indices in B*T, bi/ti = batch / position)
+        so every per-token op skips the padding; attention runs on the padded layout."""
         nh, hs = self.nh, self.hs
         wqkv, bqkv = self._qkv_weight()
         qkv = K.linear(x, wqkv, bqkv)                      # (B*T, 3C), one GEMM for q, k, v
+        if packed is not None:                             # scatter real tokens, pads = 0
+            full = np.zeros((b * t, qkv.shape[1]), _F32)
+            full[packed[0]] = qkv
+            qkv = full
         qkv4 = qkv.reshape(b, t, 3, nh, hs)
         q, k, v = (qkv4[:, :, i].transpose(0, 2, 1, 3) for i in range(3))   # (B, NH, T, HS)
         y, lse = K.attention_forward(q, k, v, key_mask=key_mask)
-        y2 = np.ascontiguousarray(y.transpose(0, 2, 1, 3)).reshape(b * t, nh * hs)
+        if packed is not None:                             # gather real tokens: (N, NH, HS)
+            y2 = y[packed[1], :, packed[2], :].reshape(len(packed[0]), nh * hs)
+        else:
+            y2 = np.ascontiguousarray(y.transpose(0, 2, 1, 3)).reshape(b * t, nh * hs)
         a = self.attention.output.dense.forward(y2)
         K.add_(a, x)                                       # residual
         h, ln1 = self.attention.output.LayerNorm.forward(a)
@@ -323,6 +342,8 @@ class BERT(Module):
     is part of the autograd graph (``loss.backward()`` fills every parameter's ``.grad``).
     ``run(...)`` is the numpy-level entry point (no autograd; used by the encoders)."""
 
+    pack_inference = True   # run() without backward drops padded tokens outside attention
+
     def __init__(self, config: BERTConfig, seed: int | None = 0):
         super().__init__()
         self.config = config
@@ -383,11 +404,22 @@ class BERT(Module):
         """numpy in, numpy out: (hidden (B, T, C), pooled (B, C) or None, cache or None)."""
         ids, tt, mask = self._check_inputs(input_ids, attention_mask, token_type_ids)
         b, t = ids.shape
-        x, emb_cache = self.embeddings.forward(ids, tt)
+        packed = None
+        if mask is not None and not keep_for_backward and self.pack_inference:
+            # inference: per-token work skips the padded tokens
+            rows = np.flatnonzero(mask.reshape(-1))
+            packed = (rows, rows // t, rows % t)
+            x, emb_cache = self.embeddings.forward_packed(ids, tt, packed)
+        else:
+            x, emb_cache = self.embeddings.forward(ids, tt)
         caches = []
         for layer in self.encoder.layer:
-            x, c = layer.forward(x, b, t, mask, keep_for_backward)
+            x, c = layer.forward(x, b, t, mask, keep_for_backward, packed)
             caches.append(c)
+        if packed is not None:                             # padded positions: zeros
+            full = np.zeros((b * t, x.shape[1]), _F32)
+            full[packed[0]] = x
+            x = full
         hidden = x.reshape(b, t, -1)
         pooled = None
         if return_pooled:
