@@ -66,11 +66,13 @@ def _to_hf(model, hf, path):
     return ref.double().eval()
 
 
+@pytest.mark.parametrize("pack", [True, False], ids=["packed", "padded"])
 @pytest.mark.parametrize("numpy_path", [False, True], ids=["kernels", "numpy"])
-def test_parity_forward_pooler_grads(hf, tmp_path, numpy_path, monkeypatch):
+def test_parity_forward_pooler_grads(hf, tmp_path, numpy_path, pack, monkeypatch):
     torch, _ = hf
     if numpy_path:
         monkeypatch.setenv("IRONFORMER_ENCODER_NUMPY", "1")
+    monkeypatch.setattr(BERT, "pack_padding", pack)   # per-token ops on real tokens only, or not
     rng = np.random.default_rng(1)
     model = _rand_model()
     ref = _to_hf(model, hf, tmp_path / "m")
@@ -105,7 +107,9 @@ def test_parity_forward_pooler_grads(hf, tmp_path, numpy_path, monkeypatch):
         assert err <= 1e-4 * max(float(np.abs(g_ref).max()), 1e-3 * gscale), (name, err)
 
 
-def test_padding_invariance():
+@pytest.mark.parametrize("pack", [True, False], ids=["packed", "padded"])
+def test_padding_invariance(pack, monkeypatch):
+    monkeypatch.setattr(BERT, "pack_padding", pack)
     model = _rand_model(3)
     rng = np.random.default_rng(5)
     lens = [7, 2, 13, 1]

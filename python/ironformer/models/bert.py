@@ -185,12 +185,19 @@ class BertEmbeddings(Module):
 
     def forward_packed(self, ids, type_ids, packed):     # -> (N real tokens, C)
         rows, _, ti = packed
-        x = K.embedding_forward(ids.reshape(-1)[rows], self.word_embeddings.weight.data)
+        wid, tid = ids.reshape(-1)[rows], type_ids.reshape(-1)[rows]
+        x = K.embedding_forward(wid, self.word_embeddings.weight.data)
         K.add_(x, K.embedding_forward(ti, self.position_embeddings.weight.data))
-        K.add_(x, K.embedding_forward(type_ids.reshape(-1)[rows],
-                                      self.token_type_embeddings.weight.data))
-        out, _ = self.LayerNorm.forward(x)
-        return out, None
+        K.add_(x, K.embedding_forward(tid, self.token_type_embeddings.weight.data))
+        out, ln_cache = self.LayerNorm.forward(x)
+        return out, (wid, tid, ti, ln_cache)
+
+    def backward_packed(self, dout, cache):
+        wid, tid, ti, ln_cache = cache
+        dx = self.LayerNorm.backward(dout, ln_cache)
+        K.embedding_backward(dx, wid, _grad(self.word_embeddings.weight))
+        K.embedding_backward(dx, ti, _grad(self.position_embeddings.weight))
+        K.embedding_backward(dx, tid, _grad(self.token_type_embeddings.weight))
 
     def backward(self, dout, cache):
         ids, type_ids, ln_cache = cache
@@ -273,11 +280,12 @@ class BertLayer(Module):
         o = self.output.dense.forward(g)
         K.add_(o, h)                                       # residual
         out, ln2 = self.output.LayerNorm.forward(o)
-        cache = (x, qkv, q, k, v, y, lse, y2, ln1, h, u, g, ln2, b, t, key_mask) if keep else None
+        cache = (x, qkv, q, k, v, y, lse, y2, ln1, h, u, g, ln2, b, t, key_mask, packed) \
+            if keep else None
         return out, cache
 
     def backward(self, dout, cache):
-        x, qkv, q, k, v, y, lse, y2, ln1, h, u, g, ln2, b, t, key_mask = cache
+        x, qkv, q, k, v, y, lse, y2, ln1, h, u, g, ln2, b, t, key_mask, packed = cache
         nh, hs = self.nh, self.hs
         do = self.output.LayerNorm.backward(dout, ln2)      # out = LN(o)
         dg = self.output.dense.backward(do, g)              # o = dense(g) + h
@@ -286,12 +294,20 @@ class BertLayer(Module):
         K.add_(dh, do)                                      # residual into h
         da = self.attention.output.LayerNorm.backward(dh, ln1)   # h = LN(a)
         dy2 = self.attention.output.dense.backward(da, y2)  # a = dense(y2) + x
-        dy = dy2.reshape(b, t, nh, hs).transpose(0, 2, 1, 3)
+        if packed is not None:                              # y2 = gather(y): scatter back
+            dy = np.zeros((b, nh, t, hs), _F32)
+            dy[packed[1], :, packed[2], :] = dy2.reshape(-1, nh, hs)
+        else:
+            dy = dy2.reshape(b, t, nh, hs).transpose(0, 2, 1, 3)
         dq, dk, dv = K.attention_backward(dy, q, k, v, y, lse, key_mask=key_mask)
-        dqkv = np.empty((b, t, 3, nh, hs), dtype=_F32)      # qkv = x wqkv^T + bqkv
-        for i, d in enumerate((dq, dk, dv)):
-            dqkv[:, :, i] = d.transpose(0, 2, 1, 3)
-        dqkv = dqkv.reshape(b * t, 3 * nh * hs)
+        n = x.shape[0]
+        dqkv = np.empty((n, 3, nh, hs) if packed is not None else (b, t, 3, nh, hs), _F32)
+        for i, d in enumerate((dq, dk, dv)):                # qkv = x wqkv^T + bqkv
+            if packed is not None:                          # (scattered: gather real rows)
+                dqkv[:, i] = d[packed[1], :, packed[2], :]
+            else:
+                dqkv[:, :, i] = d.transpose(0, 2, 1, 3)
+        dqkv = dqkv.reshape(n, 3 * nh * hs)
         s = self.attention.self
         c = nh * hs
         wqkv, _ = self._qkv_weight()
@@ -342,7 +358,10 @@ class BERT(Module):
     is part of the autograd graph (``loss.backward()`` fills every parameter's ``.grad``).
     ``run(...)`` is the numpy-level entry point (no autograd; used by the encoders)."""
 
-    pack_inference = True   # run() without backward drops padded tokens outside attention
+    # With an attention mask, every per-token op (GEMMs, GELU, LayerNorm, embeddings) runs on
+    # the real tokens only; attention alone sees the padded layout.  Padded positions of the
+    # returned hidden state are zeros.  False: the plain padded computation (same results).
+    pack_padding = True
 
     def __init__(self, config: BERTConfig, seed: int | None = 0):
         super().__init__()
@@ -405,8 +424,7 @@ class BERT(Module):
         ids, tt, mask = self._check_inputs(input_ids, attention_mask, token_type_ids)
         b, t = ids.shape
         packed = None
-        if mask is not None and not keep_for_backward and self.pack_inference:
-            # inference: per-token work skips the padded tokens
+        if mask is not None and self.pack_padding:        # per-token work skips padding
             rows = np.flatnonzero(mask.reshape(-1))
             packed = (rows, rows // t, rows % t)
             x, emb_cache = self.embeddings.forward_packed(ids, tt, packed)
@@ -421,6 +439,7 @@ class BERT(Module):
             full[packed[0]] = x
             x = full
         hidden = x.reshape(b, t, -1)
+        emb_cache = (emb_cache, packed)
         pooled = None
         if return_pooled:
             if self.pooler is None:
@@ -443,9 +462,15 @@ class BERT(Module):
             cls = np.ascontiguousarray(hidden[:, 0])
             dcls = self.pooler.dense.backward(dz, cls)
             dx.reshape(b, t, c)[:, 0] += dcls
+        emb_cache, packed = emb_cache
+        if packed is not None:                              # hidden = scatter(x): gather
+            dx = dx[packed[0]]
         for layer, lc in zip(reversed(self.encoder.layer), reversed(caches)):
             dx = layer.backward(dx, lc)
-        self.embeddings.backward(dx, emb_cache)
+        if packed is not None:
+            self.embeddings.backward_packed(dx, emb_cache)
+        else:
+            self.embeddings.backward(dx, emb_cache)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None,
                 return_pooled: bool = False):
