@@ -15,7 +15,7 @@ Measured 2026-11-27 on the shared 2-core AMD EPYC (AVX2), ratio = ironformer spe
   1 thread : encode 1.33-1.37x (71 vs 53 sent/s), fine-tune step 1.55x (684 vs 1061 ms)
   2 threads: encode 1.29x (119 vs 92 sent/s, quiet spell), fine-tune step 1.14x (601 vs 683
              ms, measured before the padding-free training path); runs while other agents
-             loaded the machine gave 1.3-1.6x (encode) / 1.03-1.15x (fine-tune).
+             loaded the machine gave 1.08-1.64x (encode) / 1.03-1.15x (fine-tune).
 ironformer runs every per-token op (GEMMs, GELU, LayerNorm) on the real tokens only (padding
 is kept for attention); the batches hold ~10% (encode) and ~35% (fine-tune) padding.
 """
