@@ -70,6 +70,8 @@ from .tokenizers import BPETokenizer, CharTokenizer  # noqa: E402
 # ---- end gpt ----
 
 # ---- bert exports ----
+from .encoders import SentenceEncoder, TextClassifier  # noqa: E402
+_BERT_EXPORTS = ["SentenceEncoder", "TextClassifier"]
 # ---- end bert ----
 
 __all__ = ["__version__", "isa", "set_num_threads", "get_num_threads", "show_config", "ops"]
