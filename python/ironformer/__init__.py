@@ -62,18 +62,6 @@ def show_config() -> str:
 
 from . import ops  # noqa: E402  (needs _C selected)
 
-# ---- gpt exports ----
-from .models.gpt import GPT, GPTConfig  # noqa: E402
-from . import train  # noqa: E402  (a callable module: ironformer.train(TrainConfig(...)))
-from .train import TrainConfig  # noqa: E402
-from .tokenizers import BPETokenizer, CharTokenizer  # noqa: E402
-# ---- end gpt ----
-
-# ---- bert exports ----
-from .encoders import SentenceEncoder, TextClassifier  # noqa: E402
-_BERT_EXPORTS = ["SentenceEncoder", "TextClassifier"]
-# ---- end bert ----
-
 __all__ = ["__version__", "isa", "set_num_threads", "get_num_threads", "show_config", "ops"]
 
 # autograd, layers, optimizers, checkpoints (PyTorch-style API)
@@ -82,3 +70,13 @@ from . import nn, optim  # noqa: E402
 from .serialization import load, save  # noqa: E402
 
 __all__ += ["Tensor", "tensor", "cat", "no_grad", "manual_seed", "nn", "optim", "save", "load"]
+
+# models, tokenizers, training, encoders
+from .models.gpt import GPT, GPTConfig  # noqa: E402
+from . import train  # noqa: E402  (a callable module: ironformer.train(TrainConfig(...)))
+from .train import TrainConfig  # noqa: E402
+from .tokenizers import BPETokenizer, CharTokenizer  # noqa: E402
+from .encoders import SentenceEncoder, TextClassifier  # noqa: E402
+
+__all__ += ["GPT", "GPTConfig", "train", "TrainConfig", "BPETokenizer", "CharTokenizer",
+            "SentenceEncoder", "TextClassifier"]
