@@ -195,10 +195,28 @@ void gemv_rows(float* out, i64 out_stride, const float* mat, i64 rs, i64 cs, con
   }
 }
 
+// Columns of B packed at once: all of K for ncb columns, capped so the packed block
+// (K x ncb floats) stays near 8 MiB and is reused from L3 by every row block.
+i64 b_block_cols(i64 N, i64 K) {
+  constexpr i64 kBlockFloats = i64(8) << 18;   // 8 MiB
+  i64 cap = (kBlockFloats / (K > 0 ? K : 1)) / NR * NR;
+  if (cap < 4 * NR) cap = 4 * NR;
+  if (cap > NC) cap = NC;
+  return N < cap ? N : cap;
+}
+
+// Dynamic work distribution: the next item index of the current phase (team-shared counter;
+// indices below `base` belonged to earlier phases).
+IRF_INLINE i64 next_item(i64* counter, i64 base) {
+  return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED) - base;
+}
+
 // ---------------------------------------------------------------------------------------
 // One product (batch element) computed by a team of nth threads; tid is this thread.
 // Must be called by every member of the team (barriers inside when nth > 1).
-void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack) {
+// `counter` is shared by the team; `base` (one per thread, equal in all) counts the indices
+// that earlier phases consumed from it, so the counter never needs resetting.
+void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* counter, i64& base) {
   const i64 M = p.M, N = p.N, K = p.K;
   const float* A = p.a + bi * p.a_bs;
   const float* B = p.b + bi * p.b_bs;
@@ -243,36 +261,47 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack) {
   }
 
   float* apack = static_cast<float*>(workspace(kWsPackA, sizeof(float) * MC * KC));
+  const i64 ncb = b_block_cols(N, K);
 
-  for (i64 jc = 0; jc < N; jc += NC) {
-    const i64 nc = (N - jc < NC) ? N - jc : NC;
+  // Row blocks of A (and groups of B panels when M is too small to feed every thread).
+  i64 mblocks = ceil_div(M, MC), groups = 1;
+  if (nth > 1) {
+    if (mblocks >= nth) mblocks = round_up(mblocks, nth);
+    else groups = nth / mblocks;
+  }
+  const i64 mc_eff = round_up(ceil_div(M, mblocks), MR);
+  mblocks = ceil_div(M, mc_eff);
+
+  for (i64 jc = 0; jc < N; jc += ncb) {
+    const i64 nc = (N - jc < ncb) ? N - jc : ncb;
     const i64 npan = ceil_div(nc, NR);
-    for (i64 pc = 0; pc < K; pc += KC) {
+    const i64 ncpad = npan * NR;   // slice pc of the packed block starts at bpack + pc * ncpad
+
+    // Phase 1: pack all of B(:, jc:jc+nc), every KC slice, panels taken dynamically.
+    const i64 nslices = ceil_div(K, KC);
+    const i64 nitems = nslices * npan;
+    for (i64 it = next_item(counter, base); it < nitems; it = next_item(counter, base)) {
+      const i64 pc = (it / npan) * KC, q = it % npan;
       const i64 kc = (K - pc < KC) ? K - pc : KC;
-      const bool first = (pc == 0);
+      const i64 j0 = jc + q * NR;
+      const i64 nr = (N - j0 < NR) ? N - j0 : NR;
+      pack_b_panel(bpack + pc * ncpad + q * NR * kc, B + pc * p.b_rs + j0 * p.b_cs, p.b_rs, p.b_cs, nr, kc);
+    }
+    base += nitems + nth;   // every thread overshoots the counter exactly once per phase
+    team_barrier(nth);
 
-      // Pack B(pc:pc+kc, jc:jc+nc), panels shared across the team.
-      for (i64 q = tid; q < npan; q += nth) {
-        const i64 j0 = jc + q * NR;
-        const i64 nr = (N - j0 < NR) ? N - j0 : NR;
-        pack_b_panel(bpack + q * NR * kc, B + pc * p.b_rs + j0 * p.b_cs, p.b_rs, p.b_cs, nr, kc);
-      }
-      team_barrier(nth);
-
-      // Tasks: (row block of A) x (group of B panels), balanced over the team.
-      i64 mblocks = ceil_div(M, MC), groups = 1;
-      if (nth > 1) {
-        if (mblocks >= nth) mblocks = round_up(mblocks, nth);
-        else groups = nth / mblocks;
-      }
-      const i64 mc_eff = round_up(ceil_div(M, mblocks), MR);
-      mblocks = ceil_div(M, mc_eff);
-      const i64 ntasks = mblocks * groups;
-      for (i64 t = tid; t < ntasks; t += nth) {
-        const i64 ib = t / groups, g = t % groups;
-        const i64 i0 = ib * mc_eff;
-        const i64 mc = (M - i0 < mc_eff) ? M - i0 : mc_eff;
-        const i64 q0 = npan * g / groups, q1 = npan * (g + 1) / groups;
+    // Phase 2: independent tasks (row block x panel group) over the whole K, taken
+    // dynamically so a thread slowed by another process does less of the work.  Each C tile
+    // is computed by one task in a fixed order: results do not depend on the thread count.
+    const i64 ntasks = mblocks * groups;
+    for (i64 t = next_item(counter, base); t < ntasks; t = next_item(counter, base)) {
+      const i64 ib = t / groups, g = t % groups;
+      const i64 i0 = ib * mc_eff;
+      const i64 mc = (M - i0 < mc_eff) ? M - i0 : mc_eff;
+      const i64 q0 = npan * g / groups, q1 = npan * (g + 1) / groups;
+      for (i64 pc = 0; pc < K; pc += KC) {
+        const i64 kc = (K - pc < KC) ? K - pc : KC;
+        const bool first = (pc == 0);
         for (i64 ir = 0; ir < mc; ir += MR) {
           const i64 mr = (mc - ir < MR) ? mc - ir : MR;
           pack_a_panel(apack + ir * kc, A + (i0 + ir) * p.a_rs + pc * p.a_cs, p.a_rs, p.a_cs, mr, kc);
@@ -281,7 +310,7 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack) {
           const i64 j0 = jc + q * NR;
           const int nr = int((N - j0 < NR) ? N - j0 : NR);
           const float* bias = (first && p.bias) ? p.bias + j0 : nullptr;
-          const float* bp = bpack + q * NR * kc;
+          const float* bp = bpack + pc * ncpad + q * NR * kc;
           for (i64 ir = 0; ir < mc; ir += MR) {
             const int mr = int((mc - ir < MR) ? mc - ir : MR);
             micro_kernel(kc, apack + ir * kc, bp, C + (i0 + ir) * ldc + j0, ldc, mr, nr,
@@ -289,8 +318,9 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack) {
           }
         }
       }
-      team_barrier(nth);   // before the next slice overwrites bpack
     }
+    base += ntasks + nth;
+    team_barrier(nth);   // before the next column block overwrites bpack
   }
 }
 
@@ -303,7 +333,7 @@ void gemm(const GemmParams& p) {
   int nth = p.nthreads < 1 ? 1 : p.nthreads;
   const double total = work * double(p.batch);
   if (total < kMinWorkPerThread * nth) nth = int(total / kMinWorkPerThread) < 1 ? 1 : int(total / kMinWorkPerThread);
-  const i64 bpack_floats = KC * round_up(p.N < NC ? p.N : NC, NR);
+  const i64 bpack_floats = round_up(p.K > 0 ? p.K : 1, KC) * round_up(b_block_cols(p.N, p.K), NR);
 
   // Many small products: one per thread, each alone (no barriers, private packing buffers).
   if (nth > 1 && p.batch >= nth && work < double(1 << 22)) {
@@ -314,23 +344,27 @@ void gemm(const GemmParams& p) {
       flush_denormals();
       const int tid = thread_id(), team = team_size();
       float* bpack = static_cast<float*>(workspace(kWsPackB, sizeof(float) * bpack_floats));
-      for (i64 bi = tid; bi < p.batch; bi += team) gemm_one(p, bi, 0, 1, bpack);
+      i64 counter = 0, base = 0;   // private: each product runs alone in this thread
+      for (i64 bi = tid; bi < p.batch; bi += team) gemm_one(p, bi, 0, 1, bpack, &counter, base);
     }
     return;
   }
   float* bpack = static_cast<float*>(workspace(kWsPackB, sizeof(float) * bpack_floats));
   if (nth == 1) {
     flush_denormals();
-    for (i64 bi = 0; bi < p.batch; ++bi) gemm_one(p, bi, 0, 1, bpack);
+    i64 counter = 0, base = 0;
+    for (i64 bi = 0; bi < p.batch; ++bi) gemm_one(p, bi, 0, 1, bpack, &counter, base);
     return;
   }
+  i64 counter = 0;   // shared by the team
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nth)
+#pragma omp parallel num_threads(nth) shared(counter)
 #endif
   {
     flush_denormals();
     const int tid = thread_id(), team = team_size();
-    for (i64 bi = 0; bi < p.batch; ++bi) gemm_one(p, bi, tid, team, bpack);
+    i64 base = 0;
+    for (i64 bi = 0; bi < p.batch; ++bi) gemm_one(p, bi, tid, team, bpack, &counter, base);
   }
 }
 
