@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,8 @@ import ironformer as irf
 from ironformer import _C
 from ironformer.ops import attention_backward, attention_forward
 
+from _common import cpu_model
+
 try:
     import torch
 except ImportError:  # torch is an optional baseline
@@ -38,17 +39,6 @@ except ImportError:  # torch is an optional baseline
 
 SHAPES = [(8, 6, 256, 64), (12, 4, 64, 32), (4, 12, 1024, 64), (1, 12, 4096, 64)]
 QUICK = [(8, 6, 256, 64), (12, 4, 64, 32), (4, 12, 1024, 64)]
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def bench_shape(shape, repeats, rng):

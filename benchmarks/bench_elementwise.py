@@ -11,7 +11,6 @@ ironformer / torch.  The machine is shared: trust the ratios of one run, not the
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
@@ -20,21 +19,12 @@ import numpy as np
 import ironformer as irf
 from ironformer import ops
 
+from _common import cpu_model
+
 try:
     import torch
 except ImportError:
     torch = None
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def cases(rng):

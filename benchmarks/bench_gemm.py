@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -20,6 +19,8 @@ import numpy as np
 
 import ironformer as irf
 from ironformer import _C
+
+from _common import cpu_model
 
 try:
     import torch
@@ -50,17 +51,6 @@ SHAPES = [
     ("gemv 1x768 @ 768x3072", 1, 3072, 768, False, False),
 ]
 TRAINING = {s[0] for s in SHAPES[:9]}
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 class _NumpyThreads:

@@ -17,7 +17,6 @@ ironformer is faster).  The machine is shared and noisy: trust ratios from one r
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -27,22 +26,13 @@ import numpy as np
 import ironformer as irf
 from ironformer import ops
 
+from _common import cpu_model
+
 try:
     import torch
     import torch.nn.functional as F
 except ImportError:  # pragma: no cover
     sys.exit("this benchmark needs PyTorch (the baseline): pip install torch")
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def timeit(fns: dict, repeats: int, min_time: float = 0.02) -> dict:

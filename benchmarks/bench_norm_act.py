@@ -13,7 +13,6 @@ The machine is shared and noisy: trust ratios from one run, not absolute figures
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -23,6 +22,8 @@ import numpy as np
 import ironformer as irf
 from ironformer import ops
 
+from _common import cpu_model
+
 try:
     import torch
     import torch.nn.functional as F
@@ -30,17 +31,6 @@ except ImportError:
     torch = None
 
 ROWS, C, HIDDEN = 2048, 768, 3072
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def make_case(name, rng):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import platform
 import pstats
 import statistics
 import sys
@@ -27,6 +26,8 @@ import numpy as np
 import ironformer as irf
 from ironformer import nn
 from ironformer.nn import functional as F
+
+from _common import cpu_model
 
 try:
     import torch
@@ -126,16 +127,6 @@ def torch_gpt(V, T, C, nh, L):
 
 
 # ---------------------------------------------------------------------------------------
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def build(seed=0):
