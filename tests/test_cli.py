@@ -8,14 +8,17 @@ from pathlib import Path
 
 import pytest
 
+import ironformer
 from ironformer import corpus
 
-ROOT = Path(__file__).resolve().parents[1]
+# The subprocess must import the same ironformer as this test process (the installed package
+# in CI, the source tree with its built _C during development), never an unbuilt source tree.
+PKG_PARENT = Path(ironformer.__file__).resolve().parents[1]
 
 
 def _run(*args, cwd=None, timeout=300):
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "python"), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PKG_PARENT), env.get("PYTHONPATH")]))
     env.setdefault("OMP_NUM_THREADS", "1")
     return subprocess.run([sys.executable, "-m", "ironformer", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=timeout)
