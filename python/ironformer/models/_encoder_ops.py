@@ -98,14 +98,8 @@ def layernorm_backward(dout, x, mean, rstd, weight, dweight, dbias):
 
 
 # ---- exact (erf) GELU: y = x * Phi(x) ------------------------------------------------------
-try:  # scipy's erf is vectorised and exact; optional
-    from scipy.special import erf as _erf  # type: ignore
-except Exception:  # pragma: no cover - exercised where scipy is absent
-    _erf = None
-
-
 def _erf_np(x):
-    """Abramowitz & Stegun 7.1.26, |error| <= 1.5e-7 (used only without scipy)."""
+    """Abramowitz & Stegun 7.1.26, |error| <= 1.5e-7 (numpy twin only; the kernel has its own erf)."""
     s = np.sign(x)
     a = np.abs(x)
     t = 1.0 / (1.0 + 0.3275911 * a)
@@ -115,7 +109,7 @@ def _erf_np(x):
 
 
 def _phi_cdf(x):
-    e = _erf(x * _F32(1.0 / math.sqrt(2.0))) if _erf is not None else _erf_np(x * _F32(1.0 / math.sqrt(2.0)))
+    e = _erf_np(x * _F32(1.0 / math.sqrt(2.0)))
     e = e.astype(_F32, copy=False)
     e += _F32(1.0)
     e *= _F32(0.5)
