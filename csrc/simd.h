@@ -7,6 +7,7 @@
 //   vfma(a,b,c)   a*b + c (one rounding on AVX2/AVX-512, two on generic)
 //   vadd vsub vmul vdiv vmax vmin, vreduce_add / vreduce_max (horizontal)
 //   vexp          exp with max relative error ~2e-7 (0 below -87.3, +inf above 88.7)
+//   vsqrt         correctly rounded square root;  kTileRows: rows of a register-blocked tile
 //   vabs vcopysign vselect_lt   sign and per-lane select helpers
 //   vtanh verf    tanh and erf (shared code for every ISA; measured error bounds at each)
 #pragma once
@@ -265,6 +266,28 @@ IRF_INLINE vf verf(vf x) {
   const vf ax = vabs(x);
   return vcopysign(verf_abs_with_exp(ax, vexp(vmul(vsub(vzero(), ax), ax))), x);
 }
+
+// Correctly rounded square root.
+IRF_INLINE vf vsqrt(vf x) {
+#if defined(__AVX512F__)
+  return _mm512_sqrt_ps(x);
+#elif defined(__AVX2__)
+  return _mm256_sqrt_ps(x);
+#else
+  return (vf)_mm_sqrt_ps((__m128)x);
+#endif
+}
+
+// Rows of a register-blocked tile of MR rows x 2 vectors (gemm, attention): 2*MR accumulators
+// + 2 loaded vectors + 1 broadcast fit the register file (16 ymm on AVX2, 32 zmm on AVX-512,
+// 16 xmm on SSE2).
+#if defined(__AVX512F__)
+constexpr int kTileRows = 12;
+#elif defined(__AVX2__)
+constexpr int kTileRows = 6;
+#else
+constexpr int kTileRows = 4;
+#endif
 
 // Flush denormals to zero (FTZ) and treat denormal inputs as zero (DAZ) in this thread.
 // Called at the top of every parallel region: one denormal can make a step 5x slower.

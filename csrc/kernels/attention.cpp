@@ -35,13 +35,7 @@ namespace IRF_ISA {
 namespace {
 
 // MR rows x 2 vectors of accumulators + 2 loads + 1 broadcast fit the register file.
-#if defined(__AVX512F__)
-constexpr int MR = 12;
-#elif defined(__AVX2__)
-constexpr int MR = 6;
-#else
-constexpr int MR = 4;
-#endif
+constexpr int MR = kTileRows;
 constexpr int NV = 2 * W;        // key columns of one tile_abt call
 constexpr int BLK = 8 * MR;      // query and key block: a multiple of MR and of NV
 constexpr int BQF = 2 * BLK;     // the forward's query block

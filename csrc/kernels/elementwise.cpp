@@ -19,16 +19,6 @@ namespace irf {
 namespace IRF_ISA {
 namespace {
 
-IRF_INLINE vf vsqrt(vf x) {
-#if defined(__AVX512F__)
-  return _mm512_sqrt_ps(x);
-#elif defined(__AVX2__)
-  return _mm256_sqrt_ps(x);
-#else
-  return (vf)_mm_sqrt_ps((__m128)x);
-#endif
-}
-
 // Scalar forms (tails, strided rows, and ops without a vector form: log, general pow).
 IRF_INLINE float apply1(int op, float x, float alpha, float beta) {
   switch (op) {

@@ -15,15 +15,8 @@ namespace irf {
 namespace IRF_ISA {
 namespace {
 
-// Register tile: MR rows x NR = 2 vectors.  MR*2 accumulators + 2 B vectors + 1 broadcast
-// must fit the register file (16 ymm on AVX2, 32 zmm on AVX-512, 16 xmm on SSE2).
-#if defined(__AVX512F__)
-constexpr int MR = 12;
-#elif defined(__AVX2__)
-constexpr int MR = 6;
-#else
-constexpr int MR = 4;
-#endif
+// Register tile: MR = kTileRows rows (simd.h) x NR = 2 vectors.
+constexpr int MR = kTileRows;
 constexpr int NR = 2 * W;
 // Cache blocking: an MR x KC A micro-panel plus a KC x NR B micro-panel stay in L1 (32 KiB),
 // the MC x KC A block in L2, the KC x NC B block in L3.

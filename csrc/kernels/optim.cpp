@@ -19,17 +19,6 @@ namespace {
 using AdamWScalars = KernelTable::AdamWScalars;
 using SgdScalars = KernelTable::SgdScalars;
 
-// Correctly rounded square root (not in simd.h's vocabulary; only this file needs it).
-IRF_INLINE vf vsqrt(vf x) {
-#if defined(__AVX512F__)
-  return _mm512_sqrt_ps(x);
-#elif defined(__AVX2__)
-  return _mm256_sqrt_ps(x);
-#else
-  return (vf)_mm_sqrt_ps((__m128)x);
-#endif
-}
-
 constexpr i64 kGrain = 16;                 // split work in whole cache lines
 constexpr i64 kMinParallel = 1 << 15;      // elements below which one thread is faster
 
