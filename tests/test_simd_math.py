@@ -39,8 +39,8 @@ def test_vtanh_error_bound(isa, rng):
 def test_verf_error_bound(isa, rng):
     x = grid(rng, -6.0, 6.0, 200001, 100000)
     ab, rel = errors(_C.simd_math(x, "erf"), _erf64(x.astype(np.float64)))
-    assert ab <= 1.5e-7, f"verf abs error {ab:.3g}"
-    assert rel <= 2.5e-7, f"verf rel error {rel:.3g}"
+    assert ab <= 4.5e-7, f"verf abs error {ab:.3g}"
+    assert rel <= 4.5e-7, f"verf rel error {rel:.3g}"
 
 
 def test_vexp_error_bound(isa, rng):

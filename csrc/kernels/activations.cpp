@@ -43,10 +43,8 @@ IRF_INLINE vf act_bwd(vf d, vf s) {
   const vf one = vset1(1.f);
   if (ACT == ref::kActGeluErf) {
     // d/dx [0.5 x (1 + erf(x/sqrt2))] = 0.5 (1 + erf(x/sqrt2)) + x exp(-x^2/2) / sqrt(2 pi)
-    // one exp serves both: e = exp(-t^2) with t = |x| / sqrt2 is exp(-x^2 / 2)
-    const vf t = vabs(vmul(s, vset1(kSqrtHalf)));
-    const vf e = vexp(vmul(vsub(vzero(), t), t));
-    const vf cdf = vfma(vset1(0.5f), vcopysign(verf_abs_with_exp(t, e), s), vset1(0.5f));
+    const vf cdf = vfma(vset1(0.5f), verf(vmul(s, vset1(kSqrtHalf))), vset1(0.5f));
+    const vf e = vexp(vmul(vmul(s, s), vset1(-0.5f)));
     return vmul(d, vfma(vmul(s, vset1(kInvSqrt2Pi)), e, cdf));
   } else if (ACT == ref::kActGeluTanh) {
     // out = x * sig, sig = 1 / (1 + e), e = exp(-2u):  d out / dx = sig + x sig (1 - sig) 2 u',
