@@ -1,5 +1,8 @@
 // bindings/module.cpp: the _C module: runtime configuration, then one bind_<layer>() per file.
 #include <chrono>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "bindings/bindings.h"
 
@@ -40,6 +43,18 @@ double peak_gflops(int nthreads, double seconds) {
 
 }  // namespace
 
+// Keep freed blocks up to 32 MiB in the process heap instead of unmapping them (glibc).  By
+// default glibc serves large blocks with mmap and trims the heap top on free, so every step of
+// a training loop page-faults (and the kernel zeroes) its activations again: ~40k faults, ~8%
+// of a 10.7M-parameter GPT step here.  Returns whether the settings were applied.
+bool tune_malloc() {
+#if defined(__GLIBC__)
+  return mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 && mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1;
+#else
+  return false;
+#endif
+}
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "ironformer C++ kernels (SIMD + OpenMP)";
   m.attr("__version__") = IRF_VERSION;
@@ -54,6 +69,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("isa_supported", [](const std::string& s) { return irf::isa_supported(s); });
   m.def("select_isa", [](const std::string& s) { irf::select_isa(s); }, py::arg("name"));
   m.def("get_num_threads", &irf::bind::num_threads);
+  m.def("tune_malloc", &tune_malloc,
+        "glibc: keep freed blocks up to 32 MiB in the heap (mmap threshold 32 MiB, trim threshold "
+        "1 GiB) so repeated large temporaries do not page-fault; False where not applied.");
   m.def("set_num_threads", &irf::bind::set_num_threads, py::arg("n"));
   m.def("peak_gflops", &peak_gflops, py::arg("nthreads") = 1, py::arg("seconds") = 0.2,
         "Measured fp32 FMA peak in GFLOP/s of the active ISA on nthreads threads (best of repeats).");

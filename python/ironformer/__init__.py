@@ -29,6 +29,11 @@ def _select_isa_from_env() -> None:
 
 _select_isa_from_env()
 
+# Large temporaries (activations, gradients) are allocated and freed every step; glibc would
+# unmap them and page-fault them back in each time.  ironformer keeps them in the heap (see
+# _C.tune_malloc; process-wide, glibc only); IRONFORMER_MALLOC_TUNING=0 leaves malloc alone.
+malloc_tuned = (_os.environ.get("IRONFORMER_MALLOC_TUNING", "1").strip() != "0") and _C.tune_malloc()
+
 
 def isa() -> str:
     """The instruction set whose kernels are in use: 'generic', 'avx2' or 'avx512'."""
@@ -54,6 +59,7 @@ def show_config() -> str:
         f"  ISA in use     : {isa()} (best supported: {_C.best_isa()})",
         f"  threads        : {get_num_threads()} (OpenMP {'on' if _C.has_openmp else 'off'})",
         f"  compiler       : {_C.compiler}",
+        f"  malloc tuning  : {'on (glibc heap keeps blocks <= 32 MiB)' if malloc_tuned else 'off'}",
     ]
     text = "\n".join(lines)
     print(text)
