@@ -22,7 +22,7 @@ constexpr int NR = 2 * W;
 // the MC x KC A block in L2, the KC x NC B block in L3.
 constexpr i64 KC = 256;
 constexpr i64 MC = 144;    // multiple of MR for every ISA above (6, 12, 4)
-constexpr i64 NC = 4080;   // multiple of NR (16, 32, 8)
+constexpr i64 NC = 4064;   // multiple of NR (16, 32, 8)
 
 // ---------------------------------------------------------------------------------------
 // Packing.  A block (mc x kc) -> micro-panels of MR rows: panel p holds, for k = 0..kc-1,
@@ -218,14 +218,18 @@ void gemv_rows(float* out, i64 out_stride, const float* mat, i64 rs, i64 cs, con
   }
 }
 
-// Columns of B packed at once: all of K for ncb columns, capped so the packed block
-// (K x ncb floats) stays near 8 MiB and is reused from L3 by every row block.
+// Columns of B packed at once: all of K for ncb columns, capped so the packed block (K x ncb
+// floats) stays under 16 MiB (B is streamed once per row-block task, ~36 FMAs per byte, so the
+// block need not fit in cache) and at NC columns.  N is split into equal column blocks: every
+// block re-packs A, so a small leftover block (e.g. 2720 + 352 columns) wastes packing.
 i64 b_block_cols(i64 N, i64 K) {
-  constexpr i64 kBlockFloats = i64(8) << 18;   // 8 MiB
+  constexpr i64 kBlockFloats = i64(16) << 18;   // 16 MiB
   i64 cap = (kBlockFloats / (K > 0 ? K : 1)) / NR * NR;
   if (cap < 4 * NR) cap = 4 * NR;
   if (cap > NC) cap = NC;
-  return N < cap ? N : cap;
+  if (N <= cap) return N;
+  const i64 nblocks = ceil_div(N, cap);
+  return round_up(ceil_div(N, nblocks), NR);
 }
 
 // Dynamic work distribution: the next item index of the current phase (team-shared counter;
