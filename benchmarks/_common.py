@@ -14,3 +14,23 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+# Seconds to wait before timing a library that just ran after another one.  Each library keeps
+# its own thread pool, and idle workers keep spinning for a while after a parallel region
+# (libgomp ~1 ms, OpenBLAS yield-spins for tens of ms).  On a 2-core machine the spinning
+# workers of the library that ran last take a core from the one being timed: measured here at
+# 2 threads, ironformer's 2048x768x768 GEMM ran at 63 GFLOP/s right after numpy and 150-170
+# alone (numpy suffers the same after ironformer).  So every timed sample of a multi-threaded
+# run starts with settle(f): a pause, then one untimed call of f that wakes f's own pool.
+SETTLE_SECONDS = 0.1
+
+
+def settle(f, threads: int) -> None:
+    """Let other libraries' spinning workers go idle, then warm f's own pool (threads > 1).
+    f=None only pauses (for samples long enough that waking the pool does not matter)."""
+    import time
+    if threads > 1:
+        time.sleep(SETTLE_SECONDS)
+        if f is not None:
+            f()

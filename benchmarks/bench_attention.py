@@ -30,7 +30,7 @@ import ironformer as irf
 from ironformer import _C
 from ironformer.ops import attention_backward, attention_forward
 
-from _common import cpu_model
+from _common import cpu_model, settle
 
 try:
     import torch
@@ -73,6 +73,7 @@ def bench_shape(shape, repeats, rng):
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, f in fns.items():
+            settle(f, irf.get_num_threads())
             t0 = time.perf_counter()
             f()
             times[name].append(time.perf_counter() - t0)

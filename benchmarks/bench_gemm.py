@@ -3,7 +3,8 @@
     python benchmarks/bench_gemm.py [--threads 1 2] [--repeats 15] [--quick]
 
 For each thread count and shape, the three libraries run interleaved (round-robin, after
-warm-up) and the median time of each is reported as GFLOP/s, with the ratio to PyTorch and to
+warm-up; at 2+ threads each sample starts after a pause that lets the previous library's
+spinning workers go idle, see _common.settle) and the median time of each is reported as GFLOP/s, with the ratio to PyTorch and to
 numpy and the fraction of the fp32 peak measured on this CPU by an FMA loop (same ISA, same
 threads).  The machine is shared and noisy: trust ratios from one run, not absolute figures.
 """
@@ -20,7 +21,7 @@ import numpy as np
 import ironformer as irf
 from ironformer import _C
 
-from _common import cpu_model
+from _common import cpu_model, settle
 
 try:
     import torch
@@ -96,6 +97,7 @@ def bench_shape(m, n, k, ta, tb, threads, repeats, rng):
             f()
     for _ in range(repeats):
         for name, f in fns.items():
+            settle(f, threads)
             t0 = time.perf_counter()
             for _ in range(inner):
                 f()

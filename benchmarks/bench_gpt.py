@@ -29,6 +29,7 @@ sys.path.insert(0, str(HERE.parent / "python"))
 import ironformer as irf  # noqa: E402
 from ironformer.models import GPT, GPTConfig  # noqa: E402
 from ironformer.train import TrainConfig, _make_optimizer  # noqa: E402
+from _common import settle  # noqa: E402
 
 PRESETS = {
     "default (0.8M)": (GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128), 12),
@@ -83,10 +84,12 @@ def bench_train(threads_list, reps, warmup=2):
             torch.set_num_threads(th)
             ti, tt = [], []
             for i in range(warmup + reps):
+                settle(None, th)
                 t0 = time.perf_counter(); irf_step(); t1 = time.perf_counter()
-                torch_step(); t2 = time.perf_counter()
+                settle(None, th)
+                t1b = time.perf_counter(); torch_step(); t2 = time.perf_counter()
                 if i >= warmup:
-                    ti.append(t1 - t0); tt.append(t2 - t1)
+                    ti.append(t1 - t0); tt.append(t2 - t1b)
             a, b = float(np.median(ti)), float(np.median(tt))
             peak = irf._C.peak_gflops(th) * 1e9
             print(f"{name:>16} B={B} T={mcfg.block_size} threads={th}: ironformer {1e3 * a:8.1f} ms  "
@@ -111,9 +114,11 @@ def bench_gen(threads_list, n_new, prompt_len=16):
             ref.generate_kv(tm, torch.from_numpy(prompt), 4)
             ri, rt = [], []
             for _ in range(2):
+                settle(None, th)
                 t0 = time.perf_counter(); a = m.generate(prompt, n_new, temperature=0); t1 = time.perf_counter()
-                b = ref.generate_kv(tm, torch.from_numpy(prompt), n_new).numpy(); t2 = time.perf_counter()
-                ri.append(t1 - t0); rt.append(t2 - t1)
+                settle(None, th)
+                t1b = time.perf_counter(); b = ref.generate_kv(tm, torch.from_numpy(prompt), n_new).numpy(); t2 = time.perf_counter()
+                ri.append(t1 - t0); rt.append(t2 - t1b)
             si, st = n_new / min(ri), n_new / min(rt)
             same = np.array_equal(a, b)
             print(f"{name:>24} threads={th}: ironformer {si:8.1f} tok/s  torch {st:8.1f} tok/s  "

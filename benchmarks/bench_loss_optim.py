@@ -26,7 +26,7 @@ import numpy as np
 import ironformer as irf
 from ironformer import ops
 
-from _common import cpu_model
+from _common import cpu_model, settle
 
 try:
     import torch
@@ -47,6 +47,7 @@ def timeit(fns: dict, repeats: int, min_time: float = 0.02) -> dict:
     times = {k: [] for k in fns}
     for _ in range(repeats):
         for k, f in fns.items():
+            settle(f, irf.get_num_threads())
             t0 = time.perf_counter()
             for _ in range(inner):
                 f()

@@ -22,7 +22,7 @@ import numpy as np
 import ironformer as irf
 from ironformer import ops
 
-from _common import cpu_model
+from _common import cpu_model, settle
 
 try:
     import torch
@@ -126,6 +126,7 @@ def run_case(impls, repeats):
     for _ in range(repeats):
         for ph in ("fwdbwd", "fwd", "bwd"):
             for name, impl in impls.items():
+                settle(impl[ph], irf.get_num_threads())
                 res[name][ph].append(timeit(impl[ph], inner))
     med = {name: {ph: statistics.median(v) for ph, v in d.items()} for name, d in res.items()}
     best = {name: {ph: min(v) for ph, v in d.items()} for name, d in res.items()}

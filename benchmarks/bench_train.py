@@ -27,7 +27,7 @@ import ironformer as irf
 from ironformer import nn
 from ironformer.nn import functional as F
 
-from _common import cpu_model
+from _common import cpu_model, settle
 
 try:
     import torch
@@ -195,10 +195,12 @@ def bench(threads, repeats, warmup=3):
                 t_step()
         ti, tt = [], []
         for _ in range(repeats):
+            settle(None, irf.get_num_threads())
             t0 = time.perf_counter()
             irf_step()
             ti.append(time.perf_counter() - t0)
             if t_step:
+                settle(None, irf.get_num_threads())
                 t0 = time.perf_counter()
                 t_step()
                 tt.append(time.perf_counter() - t0)
