@@ -283,17 +283,25 @@ def _cmd_bench(args) -> int:
         topt.step()
         topt.zero_grad(set_to_none=True)
 
+    # interleaved, 2 warm-up steps; with 2+ threads a short pause before each timed step lets the
+    # other library's idle pool workers stop spinning (they would take a core: benchmarks/_common.py)
+    pause = 0.1 if threads > 1 else 0.0
     ti, tt = [], []
-    for i in range(args.steps + 2):                 # interleaved, 2 warm-up steps
+    for i in range(args.steps + 2):
+        time.sleep(pause)
         t0 = time.perf_counter()
         step()
         t1 = time.perf_counter()
         if ref is not None:
+            time.sleep(pause)
+            t1b = time.perf_counter()
             tstep()
+        else:
+            t1b = time.perf_counter()
         t2 = time.perf_counter()
         if i >= 2:
             ti.append(t1 - t0)
-            tt.append(t2 - t1)
+            tt.append(t2 - t1b)
     t_irf = float(np.median(ti))
     model.eval()
     prompt = np.zeros((1, 1), dtype=np.int64)
