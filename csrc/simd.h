@@ -97,7 +97,6 @@ IRF_INLINE float vreduce_max(vf v) {
   s = _mm_max_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
-// exp(x): see the AVX-512 version (same algorithm and error bound).
 IRF_INLINE vf vshl23(vf v) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(v), 23)); }
 // Sign and select helpers: see the AVX-512 versions.
 IRF_INLINE vf vabs(vf v) { return _mm256_andnot_ps(vset1(-0.f), v); }
@@ -271,6 +270,24 @@ IRF_INLINE void team_barrier(int nth) {
 #else
   (void)nth;
 #endif
+}
+// Runs f(tid, team) on every member of an OpenMP team of nth threads (denormals flushed in
+// each); with nth == 1 (or no OpenMP) calls f(0, 1) on the calling thread.
+template <class F>
+void run_team(int nth, F&& f) {
+#ifdef _OPENMP
+  if (nth > 1) {
+#pragma omp parallel num_threads(nth)
+    {
+      flush_denormals();
+      f(thread_id(), team_size());
+    }
+    return;
+  }
+#else
+  (void)nth;
+#endif
+  f(0, 1);
 }
 // Half-open range [lo, hi) of n items that thread tid of nth owns (contiguous, balanced).
 IRF_INLINE void split_range(i64 n, int tid, int nth, i64& lo, i64& hi) {

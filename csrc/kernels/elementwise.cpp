@@ -153,16 +153,7 @@ void elementwise(const EwParams& p) {
       }
     }
   };
-  if (nth == 1) { run(0, 1); return; }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nth)
-  {
-    flush_denormals();
-    run(thread_id(), team_size());
-  }
-#else
-  run(0, 1);
-#endif
+  run_team(nth, run);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -241,18 +232,7 @@ void reduce_sum(const ReduceParams& p) {
       }
     };
     if (part) {
-      if (nth == 1) run(0, 1);
-#ifdef _OPENMP
-      else {
-#pragma omp parallel num_threads(nth)
-        {
-          flush_denormals();
-          run(thread_id(), team_size());
-        }
-      }
-#else
-      else run(0, 1);
-#endif
+      run_team(nth, run);
       for (i64 o = 0; o < O; ++o) {
         float s = part[o * nb];
         for (i64 b = 1; b < nb; ++b) s += part[o * nb + b];
@@ -293,16 +273,7 @@ void reduce_sum(const ReduceParams& p) {
         for (i64 j = 0; j < cols; ++j) out[j] = acc[j];
     }
   };
-  if (nth == 1) { run(0, 1); return; }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nth)
-  {
-    flush_denormals();
-    run(thread_id(), team_size());
-  }
-#else
-  run(0, 1);
-#endif
+  run_team(nth, run);
 }
 
 }  // namespace

@@ -19,7 +19,7 @@ namespace {
 constexpr int MR = kTileRows;
 constexpr int NR = 2 * W;
 // Cache blocking: an MR x KC A micro-panel plus a KC x NR B micro-panel stay in L1 (32 KiB),
-// the MC x KC A block in L2, the KC x NC B block in L3.
+// the MC x KC A block in L2; B is packed in column blocks of all of K (see b_block_cols).
 constexpr i64 KC = 256;
 constexpr i64 MC = 144;    // multiple of MR for every ISA above (6, 12, 4)
 constexpr i64 NC = 4064;   // multiple of NR (16, 32, 8)

@@ -291,13 +291,11 @@ def _cmd_bench(args) -> int:
         time.sleep(pause)
         t0 = time.perf_counter()
         step()
-        t1 = time.perf_counter()
+        t1 = t1b = time.perf_counter()
         if ref is not None:
             time.sleep(pause)
             t1b = time.perf_counter()
             tstep()
-        else:
-            t1b = time.perf_counter()
         t2 = time.perf_counter()
         if i >= 2:
             ti.append(t1 - t0)
