@@ -16,6 +16,8 @@ Measured 2026-11-27 on the shared 2-core AMD EPYC (AVX2), ratio = ironformer spe
   2 threads: encode 1.29x (119 vs 92 sent/s, quiet spell), fine-tune step 1.14x (601 vs 683
              ms, measured before the padding-free training path); runs while other agents
              loaded the machine gave 1.08-1.64x (encode) / 1.03-1.15x (fine-tune).
+Measured 2026-11-28 (faster exp/erf, malloc tuning): encode 1.39x (1T) / 1.38x (2T), fine-tune
+  step 1.47x (1T) / 1.59x (2T); see the README for why encode stops near 1.4x (GEMM-bound).
 ironformer runs every per-token op (GEMMs, GELU, LayerNorm) on the real tokens only (padding
 is kept for attention); the batches hold ~10% (encode) and ~35% (fine-tune) padding.
 """
