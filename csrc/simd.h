@@ -157,8 +157,8 @@ IRF_INLINE vf vselect_lt(vf a, vf b, vf x, vf y) {
 constexpr float kExpHi = 88.7228f, kExpLo = -87.33654f, kLog2e = 1.44269504088896341f;
 constexpr float kExpMagic = 12582912.f + 126.f;
 constexpr float kLn2Hi = -0.693359375f, kLn2Lo = 2.12194440e-4f;   // -ln 2 = kLn2Hi + kLn2Lo
-IRF_INLINE vf vexp(vf x) {
-  const vf xc = vmin(vset1(kExpHi), vmax(vset1(kExpLo), x));   // operand order keeps NaN
+// exp of an already clamped xc in [kExpLo, kExpHi]
+IRF_INLINE vf vexp_clamped(vf xc) {
   const vf j = vfma(xc, vset1(kLog2e), vset1(kExpMagic));
   const vf n = vsub(j, vset1(kExpMagic));
   const vf r = vfma(n, vset1(kLn2Lo), vfma(n, vset1(kLn2Hi), xc));
@@ -169,8 +169,16 @@ IRF_INLINE vf vexp(vf x) {
   p = vfma(p, r, vset1(2 * 4.9999994040e-1f));
   p = vfma(p, r, vset1(2.f));
   p = vfma(p, r, vset1(2.f));
-  return vselect_lt(vset1(kExpHi), x, vset1(__builtin_inff()), vmul(p, vshl23(j)));
+  return vmul(p, vshl23(j));
 }
+IRF_INLINE vf vexp(vf x) {
+  const vf xc = vmin(vset1(kExpHi), vmax(vset1(kExpLo), x));   // operand order keeps NaN
+  return vselect_lt(vset1(kExpHi), x, vset1(__builtin_inff()), vexp_clamped(xc));
+}
+// exp(x) where x cannot overflow (max-shifted softmax and attention scores, log-probabilities,
+// all <= 0 up to rounding): vexp without the overflow clamp and the +inf select (3 of its ~16
+// instructions).  The same value as vexp for every x <= kExpHi, -inf and NaN; garbage above.
+IRF_INLINE vf vexp_nonpos(vf x) { return vexp_clamped(vmax(vset1(kExpLo), x)); }   // keeps NaN
 
 // tanh(x).  |x| < 0.625: x + x^3 P(x^2) (Cephes tanhf polynomial); otherwise
 // 1 - 2 / (exp(2|x|) + 1) with the sign of x (exp overflow to +inf gives exactly +-1).

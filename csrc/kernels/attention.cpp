@@ -254,7 +254,7 @@ void fwd_block(float* out, float* lse, const AttentionArgs& p, i64 b, i64 h, i64
     for (int v = 0; v < nv; ++v) {
       const vf mold = vload(ws.m + v * W), mnew = vmax(vmx[v], mold);
       mu[v] = vmax(mnew, lowest);                   // keeps exp(x - mu) = 0 when nothing is seen
-      vstore(ws.alpha + v * W, vexp(vsub(mold, mu[v])));
+      vstore(ws.alpha + v * W, vexp_nonpos(vsub(mold, mu[v])));
       vstore(ws.m + v * W, mnew);
       lsum[v] = vzero();
     }
@@ -265,7 +265,7 @@ void fwd_block(float* out, float* lse, const AttentionArgs& p, i64 b, i64 h, i64
         continue;
       }
       for (int v = 0; v < nv; ++v) {
-        const vf e = vexp(vsub(vload(sj + v * W), mu[v]));
+        const vf e = vexp_nonpos(vsub(vload(sj + v * W), mu[v]));
         vstore(sj + v * W, e);
         lsum[v] = vadd(lsum[v], e);
       }
@@ -373,13 +373,13 @@ void fwd_row(float* out, float* lse, const AttentionArgs& p, i64 b, i64 h, i64 i
   const vf vm = vset1(m);
   vf vs = vzero();
   for (j = 0; j + W <= n; j += W) {
-    const vf e = vexp(vsub(vload(s + j), vm));
+    const vf e = vexp_nonpos(vsub(vload(s + j), vm));
     vstore(s + j, e);
     vs = vadd(vs, e);
   }
   if (j < n) {
     const int r = int(n - j);
-    const vf e = vexp(vsub(vload_part(s + j, r), vm));   // lanes past n hold exp(-m): not stored,
+    const vf e = vexp_nonpos(vsub(vload_part(s + j, r), vm));   // lanes past n hold exp(-m): not stored,
     vstore_part(s + j, e, r);
     vs = vadd(vs, vload_part(s + j, r));                 // and not summed (re-read the r stored)
   }
@@ -553,7 +553,7 @@ void bwd_unit(float* dqh, float* dk, float* dv, const float* dout, const float* 
         for (i64 c = 0; c < ncols; c += W) {
           vf x = vfma(vload(sr + c), vscale, vload(ws.kbias + c));   // (f1)
           if (cz) x = vadd(x, vload(cz + c));
-          const vf pr = vexp(vsub(x, vl));                              // (f2)
+          const vf pr = vexp_nonpos(vsub(x, vl));                              // (f2)
           vstore(sr + c, pr);
           // dS * scale = P * (dP - D) * scale
           vstore(dpr + c, vmul(vmul(pr, vsub(vload(dpr + c), vd)), vscale));

@@ -75,14 +75,14 @@ float row_logsumexp(const float* x, i64 V, const float* pad) {
     vf s0 = vzero(), s1 = vzero(), s2 = vzero(), s3 = vzero();
     k = 0;
     for (; k + 4 <= nv; k += 4) {
-      s0 = vadd(s0, vexp(vsub(vload(p + k * W), mn)));
-      s1 = vadd(s1, vexp(vsub(vload(p + (k + 1) * W), mn)));
-      s2 = vadd(s2, vexp(vsub(vload(p + (k + 2) * W), mn)));
-      s3 = vadd(s3, vexp(vsub(vload(p + (k + 3) * W), mn)));
+      s0 = vadd(s0, vexp_nonpos(vsub(vload(p + k * W), mn)));
+      s1 = vadd(s1, vexp_nonpos(vsub(vload(p + (k + 1) * W), mn)));
+      s2 = vadd(s2, vexp_nonpos(vsub(vload(p + (k + 2) * W), mn)));
+      s3 = vadd(s3, vexp_nonpos(vsub(vload(p + (k + 3) * W), mn)));
     }
-    for (; k < nv; ++k) s0 = vadd(s0, vexp(vsub(vload(p + k * W), mn)));
-    if (tail) s1 = vadd(s1, vexp(vsub(xt, mn)));
-    s = vfma(s, vexp(vsub(m, mn)), vadd(vadd(s0, s1), vadd(s2, s3)));
+    for (; k < nv; ++k) s0 = vadd(s0, vexp_nonpos(vsub(vload(p + k * W), mn)));
+    if (tail) s1 = vadd(s1, vexp_nonpos(vsub(xt, mn)));
+    s = vfma(s, vexp_nonpos(vsub(m, mn)), vadd(vadd(s0, s1), vadd(s2, s3)));
     m = mn;
   }
   // Combine the lanes: lse = M + log(sum_l s_l exp(m_l - M)).
@@ -90,7 +90,7 @@ float row_logsumexp(const float* x, i64 V, const float* pad) {
   if (M != M) return M;                                   // NaN logits
   if (M == __builtin_inff()) return M;                    // +inf logit: lse = +inf
   if (!(M > -3.4028234663852886e38f)) return kNegInf;      // every logit -inf
-  const float S = vreduce_add(vmul(s, vexp(vsub(m, vset1(M)))));
+  const float S = vreduce_add(vmul(s, vexp_nonpos(vsub(m, vset1(M)))));
   return M + __builtin_logf(S);
 }
 
@@ -147,22 +147,22 @@ void cross_entropy_backward(float* dlogits, const float* lse, const float* logit
         // scalar head up to a vector-aligned destination, then aligned streaming stores
         while (j < j1 && (reinterpret_cast<std::uintptr_t>(d + j) % (W * sizeof(float))) != 0) {
           const int r = 1;
-          vstore_part(d + j, vmul(vexp(vsub(vload_part(x + j, r), l)), sc), r);
+          vstore_part(d + j, vmul(vexp_nonpos(vsub(vload_part(x + j, r), l)), sc), r);
           ++j;
         }
         for (; j + 2 * W <= j1; j += 2 * W) {
-          vstream(d + j, vmul(vexp(vsub(vload(x + j), l)), sc));
-          vstream(d + j + W, vmul(vexp(vsub(vload(x + j + W), l)), sc));
+          vstream(d + j, vmul(vexp_nonpos(vsub(vload(x + j), l)), sc));
+          vstream(d + j + W, vmul(vexp_nonpos(vsub(vload(x + j + W), l)), sc));
         }
       }
       for (; j + 2 * W <= j1; j += 2 * W) {
-        vstore(d + j, vmul(vexp(vsub(vload(x + j), l)), sc));
-        vstore(d + j + W, vmul(vexp(vsub(vload(x + j + W), l)), sc));
+        vstore(d + j, vmul(vexp_nonpos(vsub(vload(x + j), l)), sc));
+        vstore(d + j + W, vmul(vexp_nonpos(vsub(vload(x + j + W), l)), sc));
       }
-      for (; j + W <= j1; j += W) vstore(d + j, vmul(vexp(vsub(vload(x + j), l)), sc));
+      for (; j + W <= j1; j += W) vstore(d + j, vmul(vexp_nonpos(vsub(vload(x + j), l)), sc));
       if (j < j1) {
         const int r = int(j1 - j);
-        vstore_part(d + j, vmul(vexp(vsub(vload_part(x + j, r), l)), sc), r);
+        vstore_part(d + j, vmul(vexp_nonpos(vsub(vload_part(x + j, r), l)), sc), r);
       }
       if (stream) _mm_sfence();   // the target fix-up below reads what was just streamed
       if (t >= j0 && t < j1) d[t] -= scale;     // - onehot(t) * scale

@@ -33,7 +33,7 @@ IRF_INLINE float row_sumexp(float* e, const float* x, float m, i64 C) {
   i64 j = 0;
   // blocked summation: block sums of up to 32 * 2W terms are added into t0 (long vocab rows)
   for (i64 k = 0; j + 2 * W <= C; j += 2 * W) {
-    const vf e0 = vexp(vsub(vload(x + j), vm)), e1 = vexp(vsub(vload(x + j + W), vm));
+    const vf e0 = vexp_nonpos(vsub(vload(x + j), vm)), e1 = vexp_nonpos(vsub(vload(x + j + W), vm));
     if (e) {
       vstore(e + j, e0);
       vstore(e + j + W, e1);
@@ -49,7 +49,7 @@ IRF_INLINE float row_sumexp(float* e, const float* x, float m, i64 C) {
   s1 = vadd(s1, t0);
   for (; j < C; j += W) {
     const int r = C - j < W ? int(C - j) : W;
-    vf ev = vexp(vsub(vload_part(x + j, r), vm));
+    vf ev = vexp_nonpos(vsub(vload_part(x + j, r), vm));
     if (e) vstore_part(e + j, ev, r);
     if (r < W) {   // zero the lanes past the row end
       float tmp[W];
@@ -119,10 +119,10 @@ void softmax_backward(float* dx, const float* dout, const float* out, i64 N, i64
         for (; j < C; j += W) s0 = vadd(s0, vload_part(di + j, C - j < W ? int(C - j) : W));
         const vf sum = vset1(vreduce_add(vadd(s0, s1)));
         for (j = 0; j + W <= C; j += W)
-          vstore(gi + j, vsub(vload(di + j), vmul(vexp(vload(yi + j)), sum)));
+          vstore(gi + j, vsub(vload(di + j), vmul(vexp_nonpos(vload(yi + j)), sum)));
         if (j < C) {
           const int r = int(C - j);
-          vstore_part(gi + j, vsub(vload_part(di + j, r), vmul(vexp(vload_part(yi + j, r)), sum)), r);
+          vstore_part(gi + j, vsub(vload_part(di + j, r), vmul(vexp_nonpos(vload_part(yi + j, r)), sum)), r);
         }
       }
     }
