@@ -141,13 +141,14 @@ def main(argv=None):
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--quick", action="store_true", help="fewer repeats, for a smoke run")
+    p.add_argument("--ops", nargs="+", choices=CASES, default=CASES, help="which ops (default: all)")
     args = p.parse_args(argv)
     repeats = 3 if args.quick else args.repeats
     rng = np.random.default_rng(0)
     print(f"machine: {cpu_model()} | ironformer {irf.__version__} isa={irf.isa()} | numpy {np.__version__}"
           f" | torch {torch.__version__ if torch else 'not installed'} | python {sys.version.split()[0]}")
     shortfalls = []
-    cases = [make_case(n, rng) for n in CASES]
+    cases = [make_case(n, rng) for n in args.ops]
     for nt in args.threads:
         irf.set_num_threads(nt)
         if torch is not None:

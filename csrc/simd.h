@@ -143,6 +143,19 @@ IRF_INLINE vf vselect_lt(vf a, vf b, vf x, vf y) {
 }
 #endif
 
+// Non-temporal (streaming) store of one vector to a W*4-byte aligned address: skips the
+// read-for-ownership of the destination line and does not keep it in cache.  Kernels that use
+// it end with _mm_sfence() before anything reads what they streamed.
+IRF_INLINE void vstream(float* p, vf v) {
+#if defined(__AVX512F__)
+  _mm512_stream_ps(p, v);
+#elif defined(__AVX2__)
+  _mm256_stream_ps(p, v);
+#else
+  _mm_stream_ps(p, (__m128)v);
+#endif
+}
+
 // ---- transcendentals built on the vocabulary above (same code for every ISA) ----
 
 // exp(x) = 2^n exp(r), n = round(x log2 e), r = x - n ln 2 (two-part ln 2, |r| <= ln2/2).

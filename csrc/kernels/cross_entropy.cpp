@@ -32,18 +32,6 @@ struct TailPad {
   }
 };
 
-// Non-temporal store of one vector to a W*4-byte aligned address (not in simd.h's vocabulary:
-// only this file needs it); stores are ordered by an sfence at the end of the kernel.
-IRF_INLINE void vstream(float* p, vf v) {
-#if defined(__AVX512F__)
-  _mm512_stream_ps(p, v);
-#elif defined(__AVX2__)
-  _mm256_stream_ps(p, v);
-#else
-  _mm_stream_ps(p, (__m128)v);
-#endif
-}
-
 IRF_INLINE vf load_tail(const float* p, int n, const float* pad) {
   return vadd(vload_part(p, n), vload(pad + W - n));
 }

@@ -34,6 +34,25 @@ IRF_INLINE float row_sqdev(const float* x, float m, i64 C, float& sd) {
   const vf vm = vset1(m);
   vf a0 = vzero(), a1 = vzero(), s0 = vzero(), s1 = vzero();
   i64 j = 0;
+  {   // four independent accumulator pairs: the FMA latency, not the loads, bounds this loop
+    vf a2 = vzero(), a3 = vzero(), s2 = vzero(), s3 = vzero();
+    for (; j + 4 * W <= C; j += 4 * W) {
+      const vf d0 = vsub(vload(x + j), vm), d1 = vsub(vload(x + j + W), vm);
+      const vf d2 = vsub(vload(x + j + 2 * W), vm), d3 = vsub(vload(x + j + 3 * W), vm);
+      s0 = vadd(s0, d0);
+      s1 = vadd(s1, d1);
+      s2 = vadd(s2, d2);
+      s3 = vadd(s3, d3);
+      a0 = vfma(d0, d0, a0);
+      a1 = vfma(d1, d1, a1);
+      a2 = vfma(d2, d2, a2);
+      a3 = vfma(d3, d3, a3);
+    }
+    s0 = vadd(s0, s2);
+    s1 = vadd(s1, s3);
+    a0 = vadd(a0, a2);
+    a1 = vadd(a1, a3);
+  }
   for (; j + 2 * W <= C; j += 2 * W) {
     const vf d0 = vsub(vload(x + j), vm), d1 = vsub(vload(x + j + W), vm);
     s0 = vadd(s0, d0);
