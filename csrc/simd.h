@@ -10,6 +10,7 @@
 //   vabs vcopysign vselect_lt   sign and per-lane select helpers;  vshl23 bits << 23
 //   vexp vtanh verf   exp, tanh and erf (shared code for every ISA; measured error bounds at each)
 #pragma once
+#include <cstdint>
 #include <cstring>
 
 #include "common.h"
@@ -154,6 +155,23 @@ IRF_INLINE void vstream(float* p, vf v) {
 #else
   _mm_stream_ps(p, (__m128)v);
 #endif
+}
+
+// Outputs of at least kStreamMinFloats floats (4 MiB, 8x a core's L2) are written with
+// streaming stores by the memory-bound row / elementwise kernels (layernorm, softmax,
+// activations): such an output does not stay in L2 for its consumer, and skipping the
+// read-for-ownership of every line saves a third of a read-one-write-one kernel's traffic.
+// stream_ok: that size and a vector-aligned destination (outputs the bindings allocate are
+// 64-byte aligned; a caller's out= array may not be, and is then written normally).
+constexpr i64 kStreamMinFloats = i64(1) << 20;
+IRF_INLINE bool stream_ok(const float* p, i64 n) {
+  return n >= kStreamMinFloats && reinterpret_cast<std::uintptr_t>(p) % (W * sizeof(float)) == 0;
+}
+// vstore, or vstream when NT
+template <bool NT>
+IRF_INLINE void vput(float* p, vf v) {
+  if (NT) vstream(p, v);
+  else vstore(p, v);
 }
 
 // ---- transcendentals built on the vocabulary above (same code for every ISA) ----

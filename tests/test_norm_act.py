@@ -474,3 +474,26 @@ def test_thread_count_gives_identical_results(isa, threads):
         for a, b_ in zip(big1, big):
             assert np.array_equal(a, b_), f"layernorm backward: {t} threads differ from 1"
         assert np.array_equal(ops.sum_rows(x), s1)
+
+
+def test_streaming_stores_match_cached_path(isa, rng):
+    # outputs of >= 2^20 floats are written with streaming stores (simd.h stream_ok); the values
+    # must be bitwise those of the cached path that smaller calls take, row for row
+    big = randn(rng, 1400, 768, scale=3.0)      # 1.07M floats: streamed
+    g = randn(rng, 1400, 768)
+    small, gs = big[:64].copy(), g[:64].copy()  # cached path
+    w, b = randn(rng, 768), randn(rng, 768)
+    y, m, r = ops.layernorm_forward(big, w, b)
+    ys, ms, rs = ops.layernorm_forward(small, w, b)
+    assert y.ctypes.data % 64 == 0                # the bindings allocate 64-byte aligned outputs
+    np.testing.assert_array_equal(y[:64], ys)
+    dx, _, _ = ops.layernorm_backward(g, big, m, r, w)
+    dxs, _, _ = ops.layernorm_backward(gs, small, ms, rs, w)
+    np.testing.assert_array_equal(dx[:64], dxs)
+    for fwd, bwd in ((ops.softmax_forward, ops.softmax_backward),
+                     (ops.log_softmax_forward, ops.log_softmax_backward)):
+        y, ys = fwd(big), fwd(small)
+        np.testing.assert_array_equal(y[:64], ys)
+        np.testing.assert_array_equal(bwd(g, y)[:64], bwd(gs, ys))
+    np.testing.assert_array_equal(ops.gelu_forward(big)[:64], ops.gelu_forward(small))
+    np.testing.assert_array_equal(ops.gelu_backward(g, big)[:64], ops.gelu_backward(gs, small))

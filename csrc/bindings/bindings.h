@@ -9,6 +9,7 @@
 
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "kernels.h"
 
@@ -44,6 +45,11 @@ std::string shape_str(const py::array& a);
 View view(const py::array& a, const char* name, bool writable, int min_nd, int max_nd);
 // Conservative overlap test of the memory two views span (like np.may_share_memory).
 bool overlaps(const View& x, const View& y);
+
+// A new C-contiguous float32 array whose data starts on a 64-byte boundary (numpy's own
+// allocations are only 16-byte aligned): full-vector and streaming stores of the kernels then
+// line up with cache lines.  The array owns a slightly larger buffer (its base).
+py::array new_f32(const std::vector<py::ssize_t>& shape);
 
 // Per-layer registration (one file each in csrc/bindings/).
 void bind_gemm(py::module_& m);

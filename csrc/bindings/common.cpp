@@ -1,6 +1,8 @@
 // bindings/common.cpp: helpers shared by the binding files.
 #include "bindings/bindings.h"
 
+#include <cstdint>
+
 namespace irf {
 namespace bind {
 
@@ -16,6 +18,23 @@ int num_threads() {
 void set_num_threads(int n) {
   if (n < 1) throw std::invalid_argument("set_num_threads: n must be >= 1, got " + std::to_string(n));
   g_num_threads = n;
+}
+
+py::array new_f32(const std::vector<py::ssize_t>& shape) {
+  py::ssize_t n = 1;
+  for (py::ssize_t d : shape) n *= d;
+  if (n == 0) return py::array_t<float>(shape);
+  constexpr py::ssize_t kAlignFloats = 16;   // 64 bytes
+  py::array_t<float> buf(n + kAlignFloats - 1);
+  const auto addr = reinterpret_cast<std::uintptr_t>(buf.data());
+  const py::ssize_t off = py::ssize_t((64 - addr % 64) % 64) / py::ssize_t(sizeof(float));
+  std::vector<py::ssize_t> strides(shape.size());
+  py::ssize_t st = sizeof(float);
+  for (size_t i = shape.size(); i-- > 0;) {
+    strides[i] = st;
+    st *= shape[i];
+  }
+  return py::array(py::dtype::of<float>(), shape, strides, buf.mutable_data() + off, buf);
 }
 
 std::string shape_str(const py::array& a) {

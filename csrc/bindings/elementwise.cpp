@@ -130,7 +130,7 @@ py::array elementwise_binding(const std::string& opname, py::object a_obj, py::o
   Arr O;
   if (out_obj.is_none()) {
     std::vector<py::ssize_t> sh(shape, shape + nd);
-    out = py::array_t<float>(sh);
+    out = new_f32(sh);
     O = as_arr(out, op, "out", true);
   } else {
     O = as_arr(out_obj, op, "out", true);

@@ -49,7 +49,7 @@ py::array matmul_binding(py::object a_obj, py::object b_obj, bool trans_a, bool 
   py::array out;
   if (out_obj.is_none()) {
     if (accumulate) throw std::invalid_argument("matmul: accumulate=True needs out= to accumulate into");
-    out = batched ? py::array_t<float>({p.batch, p.M, p.N}) : py::array_t<float>({p.M, p.N});
+    out = batched ? new_f32({p.batch, p.M, p.N}) : new_f32({p.M, p.N});
   } else {
     if (!py::isinstance<py::array>(out_obj))
       throw py::type_error("matmul: out must be a numpy.ndarray of float32");

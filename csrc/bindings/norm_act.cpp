@@ -63,7 +63,7 @@ bool same_or_disjoint(const py::array& x, const py::array& y) {
 // out= argument: None -> a new array of `shape`; else checked (float32, writable, C-contiguous,
 // exact shape).  Inputs it may alias exactly (in-place) or must not overlap at all.
 py::array output(const py::object& obj, const Shape& shape, const char* op, const char* name) {
-  if (obj.is_none()) return py::array_t<float>(shape);
+  if (obj.is_none()) return new_f32(shape);
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(std::string(op) + ": " + name + " must be a numpy.ndarray of float32");
   py::array a = py::reinterpret_borrow<py::array>(obj);
@@ -106,7 +106,7 @@ py::tuple layernorm_forward(py::object x_obj, py::object w_obj, py::object b_obj
     bp = cptr(b);
   }
   Shape rs(x.shape(), x.shape() + x.ndim() - 1);
-  py::array out = py::array_t<float>(shape_of(x)), mean = py::array_t<float>(rs), rstd = py::array_t<float>(rs);
+  py::array out = new_f32(shape_of(x)), mean = py::array_t<float>(rs), rstd = py::array_t<float>(rs);
   {
     py::gil_scoped_release nogil;
     DenormalGuard ftz;
@@ -174,7 +174,7 @@ py::tuple layernorm_backward(py::object dout_obj, py::object x_obj, py::object m
   } else if (!dw_obj.is_none() || !db_obj.is_none()) {
     throw std::invalid_argument("layernorm_backward: dweight/dbias given but weight is None (no affine parameters)");
   }
-  py::array dx = py::array_t<float>(shape_of(x));
+  py::array dx = new_f32(shape_of(x));
   if (N > 0 && C > 0) {
     py::gil_scoped_release nogil;
     DenormalGuard ftz;
@@ -201,7 +201,7 @@ py::array act_forward(py::object x_obj, int act, bool reference) {
   check_act(act);
   const char* op = act_name(act, true);
   py::array x = input(x_obj, op, "x");
-  py::array out = py::array_t<float>(shape_of(x));
+  py::array out = new_f32(shape_of(x));
   const i64 n = x.size();
   {
     py::gil_scoped_release nogil;
@@ -219,7 +219,7 @@ py::array act_backward(py::object dout_obj, py::object saved_obj, int act, bool 
   py::array dout = input(dout_obj, op, "dout");
   py::array s = input(saved_obj, op, sname);
   expect_shape(dout, shape_of(s), op, "dout", std::string("the shape of ") + sname);
-  py::array dx = py::array_t<float>(shape_of(s));
+  py::array dx = new_f32(shape_of(s));
   const i64 n = s.size();
   {
     py::gil_scoped_release nogil;
@@ -237,7 +237,7 @@ py::array softmax_forward(py::object x_obj, bool log, bool reference) {
   py::array x = input(x_obj, op, "x");
   i64 N, C;
   rows_cols(x, op, "x", N, C);
-  py::array out = py::array_t<float>(shape_of(x));
+  py::array out = new_f32(shape_of(x));
   {
     py::gil_scoped_release nogil;
     DenormalGuard ftz;
@@ -254,7 +254,7 @@ py::array softmax_backward(py::object dout_obj, py::object out_obj, bool log, bo
   rows_cols(y, op, "out", N, C);
   py::array dout = input(dout_obj, op, "dout");
   expect_shape(dout, shape_of(y), op, "dout", "the shape of out");
-  py::array dx = py::array_t<float>(shape_of(y));
+  py::array dx = new_f32(shape_of(y));
   {
     py::gil_scoped_release nogil;
     DenormalGuard ftz;
@@ -325,7 +325,7 @@ py::array simd_math(py::object x_obj, const std::string& fn) {
   py::array x = input(x_obj, "simd_math", "x");
   int id = fn == "exp" ? 0 : fn == "tanh" ? 1 : fn == "erf" ? 2 : -1;
   if (id < 0) throw std::invalid_argument("simd_math: fn must be 'exp', 'tanh' or 'erf', got '" + fn + "'");
-  py::array out = py::array_t<float>(shape_of(x));
+  py::array out = new_f32(shape_of(x));
   {
     py::gil_scoped_release nogil;
     DenormalGuard ftz;

@@ -84,36 +84,54 @@ IRF_INLINE vf act_bwd(vf d, vf s) {
   }
 }
 
+// One thread's range [lo, hi) of out = act(x) (NT: streaming stores; lo is a multiple of
+// kBlock, so out + lo is as aligned as out)
+template <int ACT, bool NT>
+IRF_INLINE void fwd_range(float* out, const float* x, i64 lo, i64 hi) {
+  i64 i = lo;
+  for (; i + 2 * W <= hi; i += 2 * W) {
+    const vf y0 = act_fwd<ACT>(vload(x + i)), y1 = act_fwd<ACT>(vload(x + i + W));
+    vput<NT>(out + i, y0);
+    vput<NT>(out + i + W, y1);
+  }
+  for (; i < hi; i += W) {
+    const int r = hi - i < W ? int(hi - i) : W;
+    vstore_part(out + i, act_fwd<ACT>(vload_part(x + i, r)), r);
+  }
+  if (NT) _mm_sfence();
+}
+
+template <int ACT, bool NT>
+IRF_INLINE void bwd_range(float* dx, const float* dout, const float* saved, i64 lo, i64 hi) {
+  i64 i = lo;
+  for (; i + 2 * W <= hi; i += 2 * W) {
+    const vf g0 = act_bwd<ACT>(vload(dout + i), vload(saved + i));
+    const vf g1 = act_bwd<ACT>(vload(dout + i + W), vload(saved + i + W));
+    vput<NT>(dx + i, g0);
+    vput<NT>(dx + i + W, g1);
+  }
+  for (; i < hi; i += W) {
+    const int r = hi - i < W ? int(hi - i) : W;
+    vstore_part(dx + i, act_bwd<ACT>(vload_part(dout + i, r), vload_part(saved + i, r)), r);
+  }
+  if (NT) _mm_sfence();
+}
+
 template <int ACT>
 void fwd_impl(float* out, const float* x, i64 n, int nthreads) {
+  const bool nt = stream_ok(out, n);
   parallel_elems(n, nthreads, [&](i64 lo, i64 hi) {
-    i64 i = lo;
-    for (; i + 2 * W <= hi; i += 2 * W) {
-      const vf y0 = act_fwd<ACT>(vload(x + i)), y1 = act_fwd<ACT>(vload(x + i + W));
-      vstore(out + i, y0);
-      vstore(out + i + W, y1);
-    }
-    for (; i < hi; i += W) {
-      const int r = hi - i < W ? int(hi - i) : W;
-      vstore_part(out + i, act_fwd<ACT>(vload_part(x + i, r)), r);
-    }
+    if (nt) fwd_range<ACT, true>(out, x, lo, hi);
+    else fwd_range<ACT, false>(out, x, lo, hi);
   });
 }
 
 template <int ACT>
 void bwd_impl(float* dx, const float* dout, const float* saved, i64 n, int nthreads) {
+  const bool nt = stream_ok(dx, n);
   parallel_elems(n, nthreads, [&](i64 lo, i64 hi) {
-    i64 i = lo;
-    for (; i + 2 * W <= hi; i += 2 * W) {
-      const vf g0 = act_bwd<ACT>(vload(dout + i), vload(saved + i));
-      const vf g1 = act_bwd<ACT>(vload(dout + i + W), vload(saved + i + W));
-      vstore(dx + i, g0);
-      vstore(dx + i + W, g1);
-    }
-    for (; i < hi; i += W) {
-      const int r = hi - i < W ? int(hi - i) : W;
-      vstore_part(dx + i, act_bwd<ACT>(vload_part(dout + i, r), vload_part(saved + i, r)), r);
-    }
+    if (nt) bwd_range<ACT, true>(dx, dout, saved, lo, hi);
+    else bwd_range<ACT, false>(dx, dout, saved, lo, hi);
   });
 }
 

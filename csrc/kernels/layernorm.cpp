@@ -74,7 +74,9 @@ IRF_INLINE float row_sqdev(const float* x, float m, i64 C, float& sd) {
   return vreduce_add(vadd(a0, a1)) + tail;
 }
 
-// out = (x - mean) * rstd * weight + bias, one row (x - mean first: exact for large offsets)
+// out = (x - mean) * rstd * weight + bias, one row (x - mean first: exact for large offsets);
+// NT: streaming stores (then C is a multiple of W and out vector-aligned, see stream_ok)
+template <bool NT>
 IRF_INLINE void row_normalize(float* out, const float* x, const float* weight, const float* bias, float mean,
                               float rstd, i64 C) {
   const vf vr = vset1(rstd), vm = vset1(mean);
@@ -82,7 +84,7 @@ IRF_INLINE void row_normalize(float* out, const float* x, const float* weight, c
   if (weight) {
     for (; j + W <= C; j += W) {
       const vf xh = vmul(vsub(vload(x + j), vm), vr);
-      vstore(out + j, bias ? vfma(xh, vload(weight + j), vload(bias + j)) : vmul(xh, vload(weight + j)));
+      vput<NT>(out + j, bias ? vfma(xh, vload(weight + j), vload(bias + j)) : vmul(xh, vload(weight + j)));
     }
     if (j < C) {
       const int r = int(C - j);
@@ -93,7 +95,7 @@ IRF_INLINE void row_normalize(float* out, const float* x, const float* weight, c
   } else {
     for (; j + W <= C; j += W) {
       const vf xh = vmul(vsub(vload(x + j), vm), vr);
-      vstore(out + j, bias ? vadd(xh, vload(bias + j)) : xh);
+      vput<NT>(out + j, bias ? vadd(xh, vload(bias + j)) : xh);
     }
     if (j < C) {
       const int r = int(C - j);
@@ -106,6 +108,7 @@ IRF_INLINE void row_normalize(float* out, const float* x, const float* weight, c
 void layernorm_forward(float* out, float* mean, float* rstd, const float* x, const float* weight,
                        const float* bias, i64 N, i64 C, float eps, int nthreads) {
   if (N <= 0 || C <= 0) return;
+  const bool nt = C % W == 0 && stream_ok(out, N * C);
   parallel_for(N, min_rows(C), nthreads, [&](i64 r0, i64 r1) {
     for (i64 i = r0; i < r1; ++i) {
       const float* xi = x + i * C;
@@ -119,8 +122,10 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* x, con
       const float rs = 1.f / std::sqrt(var + eps);               // rstd = 1 / sqrt(var + eps)
       mean[i] = m;
       rstd[i] = rs;
-      row_normalize(out + i * C, xi, weight, bias, m, rs, C);    // out = xhat * weight + bias
+      if (nt) row_normalize<true>(out + i * C, xi, weight, bias, m, rs, C);   // out = xhat * weight + bias
+      else row_normalize<false>(out + i * C, xi, weight, bias, m, rs, C);
     }
+    if (nt) _mm_sfence();
   });
 }
 
@@ -128,6 +133,7 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* x, con
 // weight), differentiating out = xhat * weight + bias and xhat through mean and rstd gives
 //   dx = rstd * (g - mean(g) - xhat * mean(g * xhat));
 // the row's contributions dout * xhat (dweight) and dout (dbias) are added into dw_acc, db_acc.
+template <bool NT>
 IRF_INLINE void row_backward(float* dx, float* dw_acc, float* db_acc, const float* dout, const float* x,
                              const float* weight, float mean, float rstd, i64 C) {
   const vf vr = vset1(rstd), vm = vset1(mean);
@@ -166,7 +172,7 @@ IRF_INLINE void row_backward(float* dx, float* dw_acc, float* db_acc, const floa
     const vf d = full ? vload(dout + j) : vload_part(dout + j, r);
     const vf g = weight ? vmul(d, full ? vload(weight + j) : vload_part(weight + j, r)) : d;
     const vf dxv = vmul(vr, vsub(vsub(g, va), vmul(xh, vb)));
-    if (full) vstore(dx + j, dxv);
+    if (full) vput<NT>(dx + j, dxv);
     else vstore_part(dx + j, dxv, r);
     if (dw_acc) {   // dweight += dout * xhat (out = xhat * weight + bias), dbias += dout
       if (full) {
@@ -185,11 +191,19 @@ void layernorm_backward(float* dx, float* dweight, float* dbias, const float* do
                         int nthreads) {
   if (N <= 0 || C <= 0) return;
   const bool params = dweight != nullptr;
-  if (!params) {
-    parallel_for(N, min_rows(C), nthreads, [&](i64 r0, i64 r1) {
+  const bool nt = C % W == 0 && stream_ok(dx, N * C);   // dx with streaming stores
+  auto rows = [&](float* dw, float* db, i64 r0, i64 r1) {
+    if (nt) {
       for (i64 i = r0; i < r1; ++i)
-        row_backward(dx + i * C, nullptr, nullptr, dout + i * C, x + i * C, weight, mean[i], rstd[i], C);
-    });
+        row_backward<true>(dx + i * C, dw, db, dout + i * C, x + i * C, weight, mean[i], rstd[i], C);
+      _mm_sfence();
+    } else {
+      for (i64 i = r0; i < r1; ++i)
+        row_backward<false>(dx + i * C, dw, db, dout + i * C, x + i * C, weight, mean[i], rstd[i], C);
+    }
+  };
+  if (!params) {
+    parallel_for(N, min_rows(C), nthreads, [&](i64 r0, i64 r1) { rows(nullptr, nullptr, r0, r1); });
     return;
   }
   // Parameter gradients: per-chunk partials [dweight (C) | dbias (C)], reduced in chunk order.
@@ -202,8 +216,7 @@ void layernorm_backward(float* dx, float* dweight, float* dbias, const float* do
       for (i64 j = 0; j < ld; ++j) dw[j] = 0.f;
       i64 r0, r1;
       split_range(N, int(c), int(nch), r0, r1);
-      for (i64 i = r0; i < r1; ++i)
-        row_backward(dx + i * C, dw, db, dout + i * C, x + i * C, weight, mean[i], rstd[i], C);
+      rows(dw, db, r0, r1);
     }
   });
   reduce_chunks(dweight, part, nch, ld, C, true, nthreads);   // dweight += sum of partials

@@ -5,6 +5,7 @@
 //   log-softmax: out = x - max - log(sum(exp(x - max)))
 // Backward uses only the saved output.
 #include <cmath>
+#include <memory>
 
 #include "kernels.h"
 #include "kernels/norm_act_util.h"
@@ -61,71 +62,95 @@ IRF_INLINE float row_sumexp(float* e, const float* x, float m, i64 C) {
   return vreduce_add(vadd(s0, s1));
 }
 
+// Rows [r0, r1).  NT: streaming stores of the output (C a multiple of W, out aligned); the
+// exp values of a softmax row then go to the thread's scratch row e (C floats, stays in cache)
+// rather than to the output, whose lines are written once, by the final pass.
+template <bool NT>
+IRF_INLINE void softmax_rows(float* out, float* e, const float* x, i64 r0, i64 r1, i64 C, bool log) {
+  for (i64 i = r0; i < r1; ++i) {
+    const float* xi = x + i * C;
+    float* yi = out + i * C;
+    const float m = row_max(xi, C);
+    if (!log) {
+      float* ei = NT ? e : yi;
+      const float s = row_sumexp(ei, xi, m, C);      // ei = exp(x - max), s = sum
+      const vf inv = vset1(1.f / s);
+      i64 j = 0;
+      for (; j + W <= C; j += W) vput<NT>(yi + j, vmul(vload(ei + j), inv));   // out = exp / s
+      if (j < C) vstore_part(yi + j, vmul(vload_part(ei + j, int(C - j)), inv), int(C - j));
+    } else {
+      // out = x - max - log(sum exp(x - max)); x - max first (exact for large |x|)
+      const vf vl = vset1(std::log(row_sumexp(nullptr, xi, m, C))), vm = vset1(m);
+      i64 j = 0;
+      for (; j + W <= C; j += W) vput<NT>(yi + j, vsub(vsub(vload(xi + j), vm), vl));
+      if (j < C) vstore_part(yi + j, vsub(vsub(vload_part(xi + j, int(C - j)), vm), vl), int(C - j));
+    }
+  }
+  if (NT) _mm_sfence();
+}
+
 void softmax_forward(float* out, const float* x, i64 N, i64 C, bool log, int nthreads) {
   if (N <= 0 || C <= 0) return;
+  const bool nt = C % W == 0 && stream_ok(out, N * C);
   parallel_for(N, min_rows(C), nthreads, [&](i64 r0, i64 r1) {
-    for (i64 i = r0; i < r1; ++i) {
-      const float* xi = x + i * C;
-      float* yi = out + i * C;
-      const float m = row_max(xi, C);
-      if (!log) {
-        const float s = row_sumexp(yi, xi, m, C);      // yi = exp(x - max), s = sum
-        const vf inv = vset1(1.f / s);
-        i64 j = 0;
-        for (; j + W <= C; j += W) vstore(yi + j, vmul(vload(yi + j), inv));   // out = exp / s
-        if (j < C) vstore_part(yi + j, vmul(vload_part(yi + j, int(C - j)), inv), int(C - j));
-      } else {
-        // out = x - max - log(sum exp(x - max)); x - max first (exact for large |x|)
-        const vf vl = vset1(std::log(row_sumexp(nullptr, xi, m, C))), vm = vset1(m);
-        i64 j = 0;
-        for (; j + W <= C; j += W) vstore(yi + j, vsub(vsub(vload(xi + j), vm), vl));
-        if (j < C) vstore_part(yi + j, vsub(vsub(vload_part(xi + j, int(C - j)), vm), vl), int(C - j));
-      }
+    if (nt) {
+      std::unique_ptr<float[]> e(log ? nullptr : new float[size_t(C)]);
+      softmax_rows<true>(out, e.get(), x, r0, r1, C, log);
+    } else {
+      softmax_rows<false>(out, nullptr, x, r0, r1, C, log);
     }
   });
 }
 
 // softmax:     dx = out * (dout - sum(dout * out))       (Jacobian diag(out) - out out^T)
 // log-softmax: dx = dout - exp(out) * sum(dout)          (d out_j / d x_k = [j == k] - softmax_k)
-void softmax_backward(float* dx, const float* dout, const float* out, i64 N, i64 C, bool log, int nthreads) {
-  if (N <= 0 || C <= 0) return;
-  parallel_for(N, min_rows(C), nthreads, [&](i64 r0, i64 r1) {
-    for (i64 i = r0; i < r1; ++i) {
-      const float* di = dout + i * C;
-      const float* yi = out + i * C;
-      float* gi = dx + i * C;
-      vf s0 = vzero(), s1 = vzero();
-      i64 j = 0;
-      if (!log) {
-        for (; j + 2 * W <= C; j += 2 * W) {
-          s0 = vfma(vload(di + j), vload(yi + j), s0);
-          s1 = vfma(vload(di + j + W), vload(yi + j + W), s1);
-        }
-        for (; j < C; j += W) {
-          const int r = C - j < W ? int(C - j) : W;
-          s0 = vfma(vload_part(di + j, r), vload_part(yi + j, r), s0);
-        }
-        const vf dot = vset1(vreduce_add(vadd(s0, s1)));
-        for (j = 0; j + W <= C; j += W) vstore(gi + j, vmul(vload(yi + j), vsub(vload(di + j), dot)));
-        if (j < C) {
-          const int r = int(C - j);
-          vstore_part(gi + j, vmul(vload_part(yi + j, r), vsub(vload_part(di + j, r), dot)), r);
-        }
-      } else {
-        for (; j + 2 * W <= C; j += 2 * W) {
-          s0 = vadd(s0, vload(di + j));
-          s1 = vadd(s1, vload(di + j + W));
-        }
-        for (; j < C; j += W) s0 = vadd(s0, vload_part(di + j, C - j < W ? int(C - j) : W));
-        const vf sum = vset1(vreduce_add(vadd(s0, s1)));
-        for (j = 0; j + W <= C; j += W)
-          vstore(gi + j, vsub(vload(di + j), vmul(vexp_nonpos(vload(yi + j)), sum)));
-        if (j < C) {
-          const int r = int(C - j);
-          vstore_part(gi + j, vsub(vload_part(di + j, r), vmul(vexp_nonpos(vload_part(yi + j, r)), sum)), r);
-        }
+template <bool NT>
+IRF_INLINE void softmax_bwd_rows(float* dx, const float* dout, const float* out, i64 r0, i64 r1, i64 C, bool log) {
+  for (i64 i = r0; i < r1; ++i) {
+    const float* di = dout + i * C;
+    const float* yi = out + i * C;
+    float* gi = dx + i * C;
+    vf s0 = vzero(), s1 = vzero();
+    i64 j = 0;
+    if (!log) {
+      for (; j + 2 * W <= C; j += 2 * W) {
+        s0 = vfma(vload(di + j), vload(yi + j), s0);
+        s1 = vfma(vload(di + j + W), vload(yi + j + W), s1);
+      }
+      for (; j < C; j += W) {
+        const int r = C - j < W ? int(C - j) : W;
+        s0 = vfma(vload_part(di + j, r), vload_part(yi + j, r), s0);
+      }
+      const vf dot = vset1(vreduce_add(vadd(s0, s1)));
+      for (j = 0; j + W <= C; j += W) vput<NT>(gi + j, vmul(vload(yi + j), vsub(vload(di + j), dot)));
+      if (j < C) {
+        const int r = int(C - j);
+        vstore_part(gi + j, vmul(vload_part(yi + j, r), vsub(vload_part(di + j, r), dot)), r);
+      }
+    } else {
+      for (; j + 2 * W <= C; j += 2 * W) {
+        s0 = vadd(s0, vload(di + j));
+        s1 = vadd(s1, vload(di + j + W));
+      }
+      for (; j < C; j += W) s0 = vadd(s0, vload_part(di + j, C - j < W ? int(C - j) : W));
+      const vf sum = vset1(vreduce_add(vadd(s0, s1)));
+      for (j = 0; j + W <= C; j += W)
+        vput<NT>(gi + j, vsub(vload(di + j), vmul(vexp_nonpos(vload(yi + j)), sum)));
+      if (j < C) {
+        const int r = int(C - j);
+        vstore_part(gi + j, vsub(vload_part(di + j, r), vmul(vexp_nonpos(vload_part(yi + j, r)), sum)), r);
       }
     }
+  }
+  if (NT) _mm_sfence();
+}
+
+void softmax_backward(float* dx, const float* dout, const float* out, i64 N, i64 C, bool log, int nthreads) {
+  if (N <= 0 || C <= 0) return;
+  const bool nt = C % W == 0 && stream_ok(dx, N * C);
+  parallel_for(N, min_rows(C), nthreads, [&](i64 r0, i64 r1) {
+    if (nt) softmax_bwd_rows<true>(dx, dout, out, r0, r1, C, log);
+    else softmax_bwd_rows<false>(dx, dout, out, r0, r1, C, log);
   });
 }
 
