@@ -212,3 +212,18 @@ def test_numpy_left_operands_cat_and_misc_shapes(rng):
         close(x.grad, tx.grad)
         if ty.grad is not None:
             close(y.grad, ty.grad)
+
+
+def test_leaf_gradient_ownership_rule():
+    # a leaf adopts a gradient array without copying only when nothing else can see its memory;
+    # kernel outputs are 64-byte aligned views of a private buffer and count as owned
+    from ironformer import ops
+    from ironformer.autograd import _owns_memory
+    a = ops.gelu_forward(np.ones((4, 8), np.float32))
+    assert a.ctypes.data % 64 == 0 and not a.flags.owndata and _owns_memory(a)
+    v = a[1:]
+    assert not _owns_memory(v) and not _owns_memory(a)   # two arrays share the buffer now
+    del v
+    assert _owns_memory(a)
+    x = np.ones(10, np.float32)
+    assert _owns_memory(x) and not _owns_memory(x[2:])

@@ -14,6 +14,7 @@ reshapes, transposes, slices (numpy views) and allocates.
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 
 import numpy as np
@@ -499,10 +500,20 @@ def _run_backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
             _accumulate_leaf(t, g, seen)
 
 
+def _owns_memory(g: np.ndarray) -> bool:
+    """True when no other array can see g's memory: g owns its data, or g is the only view of
+    a buffer nothing else references (the kernels return 64-byte aligned views of a private,
+    slightly larger buffer)."""
+    if g.flags.owndata:
+        return True
+    base = g.base
+    return isinstance(base, np.ndarray) and base.base is None and sys.getrefcount(base) <= 3   # g.base, base, the argument
+
+
 def _accumulate_leaf(t: Tensor, g: np.ndarray, seen: set) -> None:
     if t.grad is None:
         # Own the gradient: a view, a broadcast or an array handed to another leaf is copied.
-        if id(g) in seen or not g.flags.owndata or not g.flags.writeable or not g.flags.c_contiguous:
+        if id(g) in seen or not _owns_memory(g) or not g.flags.writeable or not g.flags.c_contiguous:
             g = ops.unary("copy", g)
         seen.add(id(g))
         t.grad = g
