@@ -48,7 +48,8 @@ bool overlaps(const View& x, const View& y);
 
 // A new C-contiguous float32 array whose data starts on a 64-byte boundary (numpy's own
 // allocations are only 16-byte aligned): full-vector and streaming stores of the kernels then
-// line up with cache lines.  The array owns a slightly larger buffer (its base).
+// line up with cache lines.  From 1024 floats on; the array is then a view of a slightly
+// larger private buffer (its base).
 py::array new_f32(const std::vector<py::ssize_t>& shape);
 
 // Per-layer registration (one file each in csrc/bindings/).
