@@ -29,13 +29,7 @@ py::array new_f32(const std::vector<py::ssize_t>& shape) {
   py::array_t<float> buf(n + kAlignFloats - 1);
   const auto addr = reinterpret_cast<std::uintptr_t>(buf.data());
   const py::ssize_t off = py::ssize_t((64 - addr % 64) % 64) / py::ssize_t(sizeof(float));
-  std::vector<py::ssize_t> strides(shape.size());
-  py::ssize_t st = sizeof(float);
-  for (size_t i = shape.size(); i-- > 0;) {
-    strides[i] = st;
-    st *= shape[i];
-  }
-  return py::array(py::dtype::of<float>(), shape, strides, buf.mutable_data() + off, buf);
+  return py::array(py::dtype::of<float>(), shape, buf.mutable_data() + off, buf);   // C-contiguous strides
 }
 
 std::string shape_str(const py::array& a) {
