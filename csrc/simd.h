@@ -162,10 +162,11 @@ IRF_INLINE void vstream(float* p, vf v) {
 // activations): such an output does not stay in L2 for its consumer, and skipping the
 // read-for-ownership of every line saves a third of a read-one-write-one kernel's traffic.
 // stream_ok: that size and a vector-aligned destination (outputs the bindings allocate are
-// 64-byte aligned; a caller's out= array may not be, and is then written normally).
+// 64-byte aligned; a caller's out= array may not be, and is then written normally), written in
+// rows of `row` floats that each start vector-aligned (row a multiple of W).
 constexpr i64 kStreamMinFloats = i64(1) << 20;
-IRF_INLINE bool stream_ok(const float* p, i64 n) {
-  return n >= kStreamMinFloats && reinterpret_cast<std::uintptr_t>(p) % (W * sizeof(float)) == 0;
+IRF_INLINE bool stream_ok(const float* p, i64 n, i64 row = W) {
+  return n >= kStreamMinFloats && row % W == 0 && reinterpret_cast<std::uintptr_t>(p) % (W * sizeof(float)) == 0;
 }
 // vstore, or vstream when NT
 template <bool NT>

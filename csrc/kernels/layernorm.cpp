@@ -108,7 +108,7 @@ IRF_INLINE void row_normalize(float* out, const float* x, const float* weight, c
 void layernorm_forward(float* out, float* mean, float* rstd, const float* x, const float* weight,
                        const float* bias, i64 N, i64 C, float eps, int nthreads) {
   if (N <= 0 || C <= 0) return;
-  const bool nt = C % W == 0 && stream_ok(out, N * C);
+  const bool nt = stream_ok(out, N * C, C);
   parallel_for(N, min_rows(C), nthreads, [&](i64 r0, i64 r1) {
     for (i64 i = r0; i < r1; ++i) {
       const float* xi = x + i * C;
@@ -191,7 +191,7 @@ void layernorm_backward(float* dx, float* dweight, float* dbias, const float* do
                         int nthreads) {
   if (N <= 0 || C <= 0) return;
   const bool params = dweight != nullptr;
-  const bool nt = C % W == 0 && stream_ok(dx, N * C);   // dx with streaming stores
+  const bool nt = stream_ok(dx, N * C, C);   // dx with streaming stores
   auto rows = [&](float* dw, float* db, i64 r0, i64 r1) {
     if (nt) {
       for (i64 i = r0; i < r1; ++i)

@@ -91,7 +91,7 @@ IRF_INLINE void softmax_rows(float* out, float* e, const float* x, i64 r0, i64 r
 
 void softmax_forward(float* out, const float* x, i64 N, i64 C, bool log, int nthreads) {
   if (N <= 0 || C <= 0) return;
-  const bool nt = C % W == 0 && stream_ok(out, N * C);
+  const bool nt = stream_ok(out, N * C, C);
   parallel_for(N, min_rows(C), nthreads, [&](i64 r0, i64 r1) {
     if (nt) {
       std::unique_ptr<float[]> e(log ? nullptr : new float[size_t(C)]);
@@ -147,7 +147,7 @@ IRF_INLINE void softmax_bwd_rows(float* dx, const float* dout, const float* out,
 
 void softmax_backward(float* dx, const float* dout, const float* out, i64 N, i64 C, bool log, int nthreads) {
   if (N <= 0 || C <= 0) return;
-  const bool nt = C % W == 0 && stream_ok(dx, N * C);
+  const bool nt = stream_ok(dx, N * C, C);
   parallel_for(N, min_rows(C), nthreads, [&](i64 r0, i64 r1) {
     if (nt) softmax_bwd_rows<true>(dx, dout, out, r0, r1, C, log);
     else softmax_bwd_rows<false>(dx, dout, out, r0, r1, C, log);
