@@ -231,6 +231,17 @@ IRF_INLINE vf vtanh(vf x) {
   return vcopysign(vselect_lt(ax, vset1(0.625f), small, large), x);
 }
 
+// a P(a^2) / Q(a^2), P and Q evaluated by Horner from their highest-degree coefficient
+// (verf below; the GELU-erf derivative in kernels/activations.cpp).
+template <int NP, int NQ>
+IRF_INLINE vf vodd_rational(vf a, const float (&pc)[NP], const float (&qc)[NQ]) {
+  const vf z = vmul(a, a);
+  vf p = vset1(pc[0]), q = vset1(qc[0]);
+  for (int i = 1; i < NP; ++i) p = vfma(p, z, vset1(pc[i]));
+  for (int i = 1; i < NQ; ++i) q = vfma(q, z, vset1(qc[i]));
+  return vdiv(vmul(a, p), q);
+}
+
 // erf(x) = x P(x^2) / Q(x^2) for |x| <= 3.9 (P, Q of degree 5: our own float64 rational fit on
 // [0, 3.92], max error 1.6e-8 before float32 rounding), +-1 beyond, where erf rounds to 1 in
 // float32.  One division and no exp: ~3x faster than the exp-based erfc form it replaced, at the
@@ -238,21 +249,13 @@ IRF_INLINE vf vtanh(vf x) {
 // absolute and relative (~3 ulp of 1) with FMA (avx2, avx512), 4.3e-7 on generic (two roundings
 // per vfma); tests/test_simd_math.py asserts 4.5e-7 absolute and relative.
 // (PyTorch's float32 GELU itself is off by up to 3.8e-7.)  NaN gives NaN, +-inf gives +-1.
+constexpr float kErfP[] = {2.034504405e-06f, 2.874384227e-04f, 3.867659485e-03f, 5.305842310e-02f,
+                           1.927520484e-01f, 1.128378987e+00f};
+constexpr float kErfQ[] = {3.806606765e-05f, 1.187902642e-03f, 1.517101284e-02f, 1.150792167e-01f,
+                           5.041537285e-01f, 1.f};
 IRF_INLINE vf verf(vf x) {
   const vf ax = vabs(x), a = vmin(vset1(3.92f), ax);   // operand order keeps NaN
-  const vf z = vmul(a, a);
-  vf p = vset1(2.034504405e-06f), q = vset1(3.806606765e-05f);
-  p = vfma(p, z, vset1(2.874384227e-04f));
-  q = vfma(q, z, vset1(1.187902642e-03f));
-  p = vfma(p, z, vset1(3.867659485e-03f));
-  q = vfma(q, z, vset1(1.517101284e-02f));
-  p = vfma(p, z, vset1(5.305842310e-02f));
-  q = vfma(q, z, vset1(1.150792167e-01f));
-  p = vfma(p, z, vset1(1.927520484e-01f));
-  q = vfma(q, z, vset1(5.041537285e-01f));
-  p = vfma(p, z, vset1(1.128378987e+00f));
-  q = vfma(q, z, vset1(1.f));
-  const vf y = vselect_lt(vset1(3.9f), ax, vset1(1.f), vdiv(vmul(a, p), q));   // erf(3.9) = 1 - 3.5e-8
+  const vf y = vselect_lt(vset1(3.9f), ax, vset1(1.f), vodd_rational(a, kErfP, kErfQ));   // erf(3.9) = 1 - 3.5e-8
   return vcopysign(y, x);
 }
 
