@@ -6,20 +6,10 @@ namespace irf {
 namespace bind {
 namespace {
 
-py::array as_array(const py::handle& obj, const char* op, const char* name) {
-  if (!py::isinstance<py::array>(obj))
-    throw py::type_error(std::string(op) + ": " + name + " must be a numpy.ndarray of float32, got " +
-                         std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
-  py::array a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(py::dtype::of<float>()))
-    throw py::type_error(std::string(op) + ": " + name + " must be float32, got " + std::string(py::str(a.dtype())));
-  return a;
-}
-
 // q, k or v: 4-D float32 whose head dim is contiguous (copied when it is not); the other
 // strides are handed to the kernel as they are.
 py::array as_qkv(const py::handle& obj, const char* op, const char* name) {
-  py::array a = as_array(obj, op, name);
+  py::array a = f32_array(obj, op, name);
   if (a.ndim() != 4)
     throw std::invalid_argument(std::string(op) + ": " + name + " must be 4-D (B, NH, T, HS), got shape " + shape_str(a));
   bool copy = a.shape(3) > 1 && a.strides(3) != py::ssize_t(sizeof(float));
@@ -31,7 +21,7 @@ py::array as_qkv(const py::handle& obj, const char* op, const char* name) {
 
 // An array the kernel reads as contiguous (dout, out, lse).
 py::array as_contiguous(const py::handle& obj, const char* op, const char* name) {
-  py::array a = as_array(obj, op, name);
+  py::array a = f32_array(obj, op, name);
   return py::array_t<float, py::array::c_style>::ensure(a);
 }
 

@@ -46,6 +46,10 @@ View view(const py::array& a, const char* name, bool writable, int min_nd, int m
 // Conservative overlap test of the memory two views span (like np.may_share_memory).
 bool overlaps(const View& x, const View& y);
 
+// obj as a float32 numpy array, not copied: TypeError "<op>: <name> must be a numpy.ndarray of
+// float32, got <type>" or "<op>: <name> must be float32, got <dtype><hint>".
+py::array f32_array(const py::handle& obj, const std::string& op, const char* name, const char* hint = "");
+
 // A new C-contiguous float32 array whose data starts on a 64-byte boundary (numpy's own
 // allocations are only 16-byte aligned): full-vector and streaming stores of the kernels then
 // line up with cache lines.  From 1024 floats on; the array is then a view of a slightly

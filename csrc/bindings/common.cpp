@@ -20,6 +20,16 @@ void set_num_threads(int n) {
   g_num_threads = n;
 }
 
+py::array f32_array(const py::handle& obj, const std::string& op, const char* name, const char* hint) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(op + ": " + name + " must be a numpy.ndarray of float32, got " +
+                         std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().is(py::dtype::of<float>()))
+    throw py::type_error(op + ": " + name + " must be float32, got " + std::string(py::str(a.dtype())) + hint);
+  return a;
+}
+
 py::array new_f32(const std::vector<py::ssize_t>& shape) {
   py::ssize_t n = 1;
   for (py::ssize_t d : shape) n *= d;

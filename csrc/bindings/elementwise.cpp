@@ -42,13 +42,8 @@ struct Arr {
 };
 
 Arr as_arr(const py::handle& obj, const std::string& op, const char* name, bool writable) {
-  if (!py::isinstance<py::array>(obj))
-    throw py::type_error(op + ": " + name + " must be a numpy.ndarray of float32, got " +
-                         std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
   Arr r;
-  r.arr = py::reinterpret_borrow<py::array>(obj);
-  if (!r.arr.dtype().is(py::dtype::of<float>()))
-    throw py::type_error(op + ": " + name + " must be float32, got " + std::string(py::str(r.arr.dtype())));
+  r.arr = f32_array(obj, op, name);
   if (r.arr.ndim() > kMaxDims)
     throw std::invalid_argument(op + ": " + name + " has " + std::to_string(r.arr.ndim()) +
                                 " dimensions, at most 16 are supported");

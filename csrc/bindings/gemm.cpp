@@ -7,13 +7,8 @@ namespace {
 
 // A float32 operand; byte strides that are not whole elements get a contiguous copy.
 py::array as_operand(const py::handle& obj, const char* name) {
-  if (!py::isinstance<py::array>(obj))
-    throw py::type_error(std::string("matmul: ") + name + " must be a numpy.ndarray of float32, got " +
-                         std::string(py::str(obj.get_type().attr("__name__"))));
-  py::array a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(py::dtype::of<float>()))
-    throw py::type_error(std::string("matmul: ") + name + " must be float32, got " + std::string(py::str(a.dtype())) +
-                         " (convert with " + name + ".astype(np.float32))");
+  const std::string hint = std::string(" (convert with ") + name + ".astype(np.float32))";
+  py::array a = f32_array(obj, "matmul", name, hint.c_str());
   for (py::ssize_t i = 0; i < a.ndim(); ++i)
     if (a.strides(i) % py::ssize_t(sizeof(float)) != 0)
       return py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);

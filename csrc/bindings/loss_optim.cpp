@@ -32,12 +32,6 @@ std::vector<py::ssize_t> shape_vec(const py::array& a) {
   return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
 }
 
-// dtype check with the message of view() (TypeError), for arrays of any rank.
-void check_f32(const py::array& a, const std::string& op, const char* name) {
-  if (!a.dtype().is(py::dtype::of<float>()))
-    throw py::type_error(op + ": " + name + " must be float32, got " + std::string(py::str(a.dtype())));
-}
-
 i64 ceil_div_i64(i64 a, i64 b) { return (a + b - 1) / b; }
 
 py::array as_array(const py::handle& obj, const std::string& op, const char* name) {
@@ -58,15 +52,13 @@ IdArray as_ids(const py::handle& obj, const std::string& op, const char* name) {
 
 // A float32 input (dtype checked: TypeError) as a C-contiguous array (copied if needed).
 FArray as_input(const py::handle& obj, const std::string& op, const char* name) {
-  py::array a = as_array(obj, op, name);
-  check_f32(a, op, name);
+  py::array a = f32_array(obj, op, name);
   return FArray::ensure(a);
 }
 
 // A float32 array updated in place: must be C-contiguous and writable (ValueError otherwise).
 py::array as_inout(const py::handle& obj, const std::string& op, const char* name) {
-  py::array a = as_array(obj, op, name);
-  check_f32(a, op, name);
+  py::array a = f32_array(obj, op, name);
   if (!a.writeable()) throw std::invalid_argument(op + ": " + name + " must be writable (it is updated in place)");
   if (!(a.flags() & py::array::c_style))
     throw std::invalid_argument(op + ": " + name + " must be C-contiguous (it is updated in place)");
@@ -302,8 +294,7 @@ void adamw_step(py::object param_obj, py::object grad_obj, py::object m_obj, py:
   py::array p = as_inout(param_obj, op, "param");
   py::array m = as_inout(m_obj, op, "exp_avg");
   py::array v = as_inout(v_obj, op, "exp_avg_sq");
-  py::array g = as_array(grad_obj, op, "grad");
-  check_f32(g, op, "grad");
+  py::array g = f32_array(grad_obj, op, "grad");
   if (!(g.flags() & py::array::c_style)) throw std::invalid_argument(op + ": grad must be C-contiguous");
   same_shape(p, g, op, "param", "grad");
   same_shape(p, m, op, "param", "exp_avg");
@@ -342,8 +333,7 @@ void sgd_step(py::object param_obj, py::object grad_obj, py::object buf_obj, dou
               double dampening, double weight_decay, bool nesterov, bool first_step, bool reference) {
   const std::string op = "sgd_step";
   py::array p = as_inout(param_obj, op, "param");
-  py::array g = as_array(grad_obj, op, "grad");
-  check_f32(g, op, "grad");
+  py::array g = f32_array(grad_obj, op, "grad");
   if (!(g.flags() & py::array::c_style)) throw std::invalid_argument(op + ": grad must be C-contiguous");
   same_shape(p, g, op, "param", "grad");
   if (!(lr >= 0.0)) throw std::invalid_argument(op + ": lr must be >= 0, got " + std::to_string(lr));

@@ -24,13 +24,7 @@ Shape shape_of(const py::array& a) { return Shape(a.shape(), a.shape() + a.ndim(
 
 // A float32 input as a C-contiguous array (copied if it is not).  TypeError names op and arg.
 py::array input(const py::handle& obj, const char* op, const char* name) {
-  if (!py::isinstance<py::array>(obj))
-    throw py::type_error(std::string(op) + ": " + name + " must be a numpy.ndarray of float32, got " +
-                         std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
-  py::array a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(py::dtype::of<float>()))
-    throw py::type_error(std::string(op) + ": " + name + " must be float32, got " + std::string(py::str(a.dtype())));
-  return py::array_t<float, py::array::c_style>::ensure(a);
+  return py::array_t<float, py::array::c_style>::ensure(f32_array(obj, op, name));
 }
 
 void expect_shape(const py::array& a, const Shape& want, const char* op, const char* name, const std::string& why) {
@@ -64,11 +58,7 @@ bool same_or_disjoint(const py::array& x, const py::array& y) {
 // exact shape).  Inputs it may alias exactly (in-place) or must not overlap at all.
 py::array output(const py::object& obj, const Shape& shape, const char* op, const char* name) {
   if (obj.is_none()) return new_f32(shape);
-  if (!py::isinstance<py::array>(obj))
-    throw py::type_error(std::string(op) + ": " + name + " must be a numpy.ndarray of float32");
-  py::array a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(py::dtype::of<float>()))
-    throw py::type_error(std::string(op) + ": " + name + " must be float32, got " + std::string(py::str(a.dtype())));
+  py::array a = f32_array(obj, op, name);
   expect_shape(a, shape, op, name, "the result's shape");
   if (!a.writeable()) throw std::invalid_argument(std::string(op) + ": " + name + " must be writable");
   if (!(a.flags() & py::array::c_style))
@@ -119,11 +109,7 @@ py::tuple layernorm_forward(py::object x_obj, py::object w_obj, py::object b_obj
 // A parameter-gradient buffer to accumulate into in place: float32, (C,), writable, contiguous.
 py::array grad_buffer(const py::object& obj, const Shape& cs, const char* name) {
   const char* op = "layernorm_backward";
-  if (!py::isinstance<py::array>(obj))
-    throw py::type_error(std::string(op) + ": " + name + " must be a numpy.ndarray of float32");
-  py::array a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(py::dtype::of<float>()))
-    throw py::type_error(std::string(op) + ": " + name + " must be float32, got " + std::string(py::str(a.dtype())));
+  py::array a = f32_array(obj, op, name);
   expect_shape(a, cs, op, name, "the shape of weight");
   if (!a.writeable()) throw std::invalid_argument(std::string(op) + ": " + name + " must be writable");
   if (!(a.flags() & py::array::c_style))
