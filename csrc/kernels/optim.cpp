@@ -27,10 +27,16 @@ IRF_INLINE int team_for(i64 n, int nthreads) {
   return n < kMinParallel ? 1 : nthreads;
 }
 
-IRF_INLINE void thread_span(i64 n, i64& lo, i64& hi) {
-  split_range(ceil_div(n, kGrain), thread_id(), team_size(), lo, hi);
-  lo *= kGrain;
-  hi = (hi * kGrain < n) ? hi * kGrain : n;
+// body(lo, hi) on each thread's whole-cache-line span of [0, n)
+template <class F>
+void parallel_spans(i64 n, int nthreads, F&& body) {
+  run_team(team_for(n, nthreads), [&](int tid, int nth) {
+    i64 lo, hi;
+    split_range(ceil_div(n, kGrain), tid, nth, lo, hi);
+    lo *= kGrain;
+    hi = (hi * kGrain < n) ? hi * kGrain : n;
+    body(lo, hi);
+  });
 }
 
 // One AdamW element update on vectors (see AdamWScalars in kernels.h):
@@ -71,15 +77,7 @@ void adamw_range(float* param, float* exp_avg, float* exp_avg_sq, const float* g
 // param, exp_avg, exp_avg_sq, grad: (n,)
 void adamw_step(float* param, float* exp_avg, float* exp_avg_sq, const float* grad, const AdamWScalars& s,
                 i64 n, int nthreads) {
-#ifdef _OPENMP
-#pragma omp parallel num_threads(team_for(n, nthreads))
-#endif
-  {
-    flush_denormals();
-    i64 lo, hi;
-    thread_span(n, lo, hi);
-    adamw_range(param, exp_avg, exp_avg_sq, grad, s, lo, hi);
-  }
+  parallel_spans(n, nthreads, [&](i64 lo, i64 hi) { adamw_range(param, exp_avg, exp_avg_sq, grad, s, lo, hi); });
 }
 
 // One SGD element update (see SgdScalars in kernels.h):
@@ -99,13 +97,7 @@ IRF_INLINE vf sgd_vec(vf p, vf& b, vf g, const SgdScalars& s, bool use_momentum)
 // param, momentum_buf (null when momentum == 0), grad: (n,)
 void sgd_step(float* param, float* momentum_buf, const float* grad, const SgdScalars& s, i64 n, int nthreads) {
   const bool use_momentum = s.momentum != 0.f && momentum_buf != nullptr;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(team_for(n, nthreads))
-#endif
-  {
-    flush_denormals();
-    i64 lo, hi;
-    thread_span(n, lo, hi);
+  parallel_spans(n, nthreads, [&](i64 lo, i64 hi) {
     i64 i = lo;
     for (; i + W <= hi; i += W) {
       vf b = use_momentum ? vload(momentum_buf + i) : vzero();
@@ -118,7 +110,7 @@ void sgd_step(float* param, float* momentum_buf, const float* grad, const SgdSca
       vstore_part(param + i, sgd_vec(vload_part(param + i, r), b, vload_part(grad + i, r), s, use_momentum), r);
       if (use_momentum) vstore_part(momentum_buf + i, b, r);
     }
-  }
+  });
 }
 
 // partials[b] = sum_{i in block b} x[i]^2: float32 sums of 4 squares per lane (tiny rounding),
@@ -127,13 +119,9 @@ void sum_squares(double* partials, const float* x, i64 n, int nthreads) {
   constexpr i64 kBlock = KernelTable::kSumSquaresBlock;
   const i64 nblocks = ceil_div(n, kBlock);
   constexpr i64 kSub = 8 * W;   // floats per float32 sub-sum: 2 accumulators x 4 vectors
-#ifdef _OPENMP
-#pragma omp parallel num_threads(team_for(n, nthreads))
-#endif
-  {
-    flush_denormals();
+  run_team(team_for(n, nthreads), [&](int tid, int nth) {
     i64 b0, b1;
-    split_range(nblocks, thread_id(), team_size(), b0, b1);
+    split_range(nblocks, tid, nth, b0, b1);
     for (i64 b = b0; b < b1; ++b) {
       const i64 lo = b * kBlock, hi = (lo + kBlock < n) ? lo + kBlock : n;
       double acc = 0.0;
@@ -151,23 +139,17 @@ void sum_squares(double* partials, const float* x, i64 n, int nthreads) {
       for (; i < hi; ++i) acc += double(x[i]) * double(x[i]);
       partials[b] = acc;
     }
-  }
+  });
 }
 
 // x *= factor
 void scale(float* x, float factor, i64 n, int nthreads) {
-#ifdef _OPENMP
-#pragma omp parallel num_threads(team_for(n, nthreads))
-#endif
-  {
-    flush_denormals();
-    i64 lo, hi;
-    thread_span(n, lo, hi);
+  parallel_spans(n, nthreads, [&](i64 lo, i64 hi) {
     const vf f = vset1(factor);
     i64 i = lo;
     for (; i + W <= hi; i += W) vstore(x + i, vmul(vload(x + i), f));
     if (i < hi) vstore_part(x + i, vmul(vload_part(x + i, int(hi - i)), f), int(hi - i));
-  }
+  });
 }
 
 }  // namespace
