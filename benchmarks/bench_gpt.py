@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE.parent / "python"))
 import ironformer as irf  # noqa: E402
 from ironformer.models import GPT, GPTConfig  # noqa: E402
 from ironformer.train import TrainConfig, _make_optimizer  # noqa: E402
-from _common import settle  # noqa: E402
+from _common import cpu_model, settle  # noqa: E402
 
 PRESETS = {
     "default (0.8M)": (GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128), 12),
@@ -39,16 +39,6 @@ GEN = {
     "10.7M": GPTConfig(vocab_size=65, block_size=256, n_layer=6, n_head=6, n_embd=384),
     "gpt2-small shape (124M)": GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768),
 }
-
-
-def machine():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def bench_train(threads_list, reps, warmup=2):
@@ -198,7 +188,7 @@ def main():
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--quality", type=int, default=0, metavar="ITERS")
     a = ap.parse_args()
-    print(f"machine: {machine()}; ironformer {irf.__version__} ISA {irf.isa()}; "
+    print(f"machine: {cpu_model()}; ironformer {irf.__version__} ISA {irf.isa()}; "
           f"os.cpu_count()={os.cpu_count()}; threads {a.threads}")
     if a.quality:
         quality(a.quality, max(a.threads))
