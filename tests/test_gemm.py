@@ -71,6 +71,49 @@ def test_accumulate_and_bias(isa, rng, m, n, k, ta, tb):
     assert_close(out2, ref_matmul(a, b, ta, tb), k)
 
 
+# Every dimension <= 128 takes the small-product path (A read in place, B read in place or
+# packed once): sweep every row tail (counts below the register tile's MR rows: 4, 6 or 12),
+# every column tail (lanes of a partial last vector: 4, 8 or 16 wide, one or two vectors),
+# K from 1 to 128, and each output mode.  129 in any dimension goes to the blocked path.
+SMALL_SHAPES = ([(m, 37, 19) for m in range(1, 26)] + [(9, n, 23) for n in range(1, 34)]
+                + [(m, n, k) for m in (7, 64, 97, 128) for n in (17, 64, 128) for k in (1, 64, 128)]
+                + [(128, 128, 128), (129, 128, 128), (128, 129, 128), (128, 128, 129), (100, 128, 128)])
+
+
+@pytest.mark.parametrize("mode", ["plain", "out_accumulate_bias", "bias"])
+@pytest.mark.parametrize("ta,tb", list(itertools.product([False, True], repeat=2)))
+def test_small_products(isa, rng, ta, tb, mode):
+    for m, n, k in SMALL_SHAPES:
+        a, b = operands(rng, m, n, k, ta, tb)
+        bias = rng.standard_normal(n).astype(np.float32) if mode != "plain" else None
+        if mode == "out_accumulate_bias":
+            buf = rng.standard_normal((m, n + 9)).astype(np.float32)   # out with a row stride
+            out = buf[:, 4:4 + n]
+            before = buf.copy()
+            matmul(a, b, trans_a=ta, trans_b=tb, out=out, accumulate=True, bias=bias)
+            assert_close(out, ref_matmul(a, b, ta, tb, before[:, 4:4 + n], bias), k)
+            assert np.array_equal(buf[:, :4], before[:, :4]) and np.array_equal(buf[:, 4 + n:], before[:, 4 + n:])
+        else:
+            got = matmul(a, b, trans_a=ta, trans_b=tb, bias=bias)
+            assert_close(got, ref_matmul(a, b, ta, tb, None, bias), k)
+
+
+def test_small_products_strides(isa, rng):
+    # B rows 128 floats apart with more than 96 rows of A: the in-place strip would alias in L1,
+    # so B is packed; B with a column stride or negative strides; A strided both ways.
+    big_b = rng.standard_normal((128, 128)).astype(np.float32)
+    a = rng.standard_normal((120, 128)).astype(np.float32)
+    for b in (big_b[:, :100], big_b[:, 3:103], big_b[:100, ::-1], big_b[::-1, ::2], big_b[:, ::3].T[:, :90]):
+        kk = b.shape[0]
+        for a_view in (a[:, :kk], a[::-1, :kk], a.T[:kk, :120].T, a[:, ::-1][:, :kk]):
+            got = matmul(a_view, b)
+            assert_close(got, ref_matmul(a_view, b, False, False), kk)
+    # stride-0 (broadcast) operands
+    a0 = np.broadcast_to(rng.standard_normal(40).astype(np.float32), (30, 40))
+    b0 = np.broadcast_to(rng.standard_normal((40, 1)).astype(np.float32), (40, 20))
+    assert_close(matmul(a0, b0), ref_matmul(np.array(a0), np.array(b0), False, False), 40)
+
+
 def test_non_contiguous_inputs(isa, rng):
     big_a = rng.standard_normal((90, 3, 140)).astype(np.float32)
     big_b = rng.standard_normal((140, 2, 80)).astype(np.float32)
@@ -152,14 +195,16 @@ def test_reference_twin_matches_kernel(rng):
     np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("m,n,k", [(2048, 96, 200), (96, 700, 300), (1, 3000, 64), (3000, 1, 64), (5, 9, 11)])
-def test_thread_count_gives_identical_results(rng, threads, m, n, k):
-    a, b = operands(rng, m, n, k, False, False)
+@pytest.mark.parametrize("m,n,k,tb", [(2048, 96, 200, False), (96, 700, 300, False), (1, 3000, 64, False),
+                                      (3000, 1, 64, False), (5, 9, 11, False), (128, 128, 128, False),
+                                      (128, 120, 128, True), (97, 33, 128, False)])
+def test_thread_count_gives_identical_results(rng, threads, m, n, k, tb):
+    a, b = operands(rng, m, n, k, False, tb)
     threads(1)
-    r1 = matmul(a, b)
+    r1 = matmul(a, b, trans_b=tb)
     for t in (2, 3, 4):
         threads(t)
-        assert np.array_equal(matmul(a, b), r1), f"{t} threads differ from 1"
+        assert np.array_equal(matmul(a, b, trans_b=tb), r1), f"{t} threads differ from 1"
 
 
 def test_batched_thread_count_identical(rng, threads):

@@ -7,7 +7,8 @@
 // into MR-tall k-major micro-panels of its own and runs the MR x NR register-blocked
 // micro-kernel over it.  Transposes and arbitrary numpy strides are absorbed by the packing,
 // so A^T B and A B^T run at the speed of A B.  Matrix-vector products (M == 1 or N == 1) skip
-// packing: they are memory bound and stream the matrix once.
+// packing: they are memory bound and stream the matrix once.  Small products (every dimension
+// <= 128) skip packing A, whose cost there is comparable to the arithmetic (gemm_small).
 #include "kernels.h"
 #include "simd.h"
 
@@ -218,6 +219,112 @@ void gemv_rows(float* out, i64 out_stride, const float* mat, i64 rs, i64 cs, con
   }
 }
 
+// Small products (every dimension <= kSmallDim): packing A would cost about as much as the
+// arithmetic, so the tile kernel below reads A in place (one broadcast per element, any
+// strides) and B rows directly when they are contiguous (b_cs == 1); otherwise B is packed
+// once into the NR-wide panels of the blocked path.  Whole K in one pass (K <= KC).
+constexpr i64 kSmallDim = 128;
+
+// acc (R x NV*W) = sum_k A(r, k) b_k[0 : NV*W], A(r, k) = a[r*a_rs + k*a_cs], b_k = b + k*b_rs;
+// then C[0:R, 0:nr] = (load_c ? C : 0) + acc (+ bias[0:nr]).  The last vector covers
+// nr - (NV-1)*W lanes (1..W): its loads and stores are partial when that is < W, so nothing
+// past column nr of B, bias or C is touched.
+template <int R, int NV, bool FULL>
+IRF_INLINE void small_k_loop(vf (&acc)[R][NV], i64 K, const float* a, i64 a_rs, i64 a_cs,
+                             const float* b, i64 b_rs, int last) {
+  for (i64 k = 0; k < K; ++k) {
+    vf bv[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v)
+      bv[v] = (FULL || v < NV - 1) ? vload(b + v * W) : vload_part(b + v * W, last);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const vf av = vset1(a[r * a_rs]);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) acc[r][v] = vfma(av, bv[v], acc[r][v]);
+    }
+    a += a_cs;
+    b += b_rs;
+  }
+}
+
+template <int R, int NV>
+void small_kernel(i64 K, const float* a, i64 a_rs, i64 a_cs, const float* b, i64 b_rs, int nr,
+                  float* c, i64 ldc, bool load_c, const float* bias) {
+  vf acc[R][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[r][v] = vzero();
+  const int last = nr - (NV - 1) * W;
+  if (last == W) small_k_loop<R, NV, true>(acc, K, a, a_rs, a_cs, b, b_rs, last);
+  else small_k_loop<R, NV, false>(acc, K, a, a_rs, a_cs, b, b_rs, last);
+  auto ld = [&](const float* q, int v) { return (v < NV - 1 || last == W) ? vload(q + v * W) : vload_part(q + v * W, last); };
+  vf bv[NV];
+#pragma GCC unroll 2
+  for (int v = 0; v < NV; ++v) bv[v] = bias ? ld(bias, v) : vzero();
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    float* cr = c + r * ldc;
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) {
+      vf x = vadd(acc[r][v], bv[v]);
+      if (load_c) x = vadd(x, ld(cr, v));
+      if (v < NV - 1 || last == W) vstore(cr + v * W, x);
+      else vstore_part(cr + v * W, x, last);
+    }
+  }
+}
+
+using SmallKernel = void (*)(i64, const float*, i64, i64, const float*, i64, int, float*, i64, bool, const float*);
+template <int R, int NV>
+SmallKernel small_kernel_for(int rows) {
+  if constexpr (R == 1) return &small_kernel<1, NV>;
+  else return rows == R ? &small_kernel<R, NV> : small_kernel_for<R - 1, NV>(rows);
+}
+
+// True when a K-row strip of B read in place (row stride ld floats, one 64-byte line per row)
+// would not stay in L1 (32 KiB, 8-way, 64 sets): a stride that is a multiple of a large power of
+// two maps the K lines to few sets (ld = 128 floats: 8 sets, 64 lines).  Half the capacity is
+// left to A and C.
+bool strip_aliases(i64 ld, i64 K) {
+  if (ld < 0) ld = -ld;
+  if (ld % 16 != 0) return false;        // rows not line-aligned: lines spread over all sets
+  i64 step = (ld / 16) % 64, g = 64;     // set index advances by `step` (mod 64) per row
+  while (step) { const i64 t = g % step; g = step; step = t; }
+  return K > 8 * (64 / g) / 2;           // 8 ways x (64 / gcd) sets, half of it
+}
+
+// C = op(A) op(B) (+ C) (+ bias) for one small product; row panels of MR split over the team
+// (the panels, and so every result, do not depend on nth).
+void gemm_small(const GemmParams& p, const float* A, const float* B, float* C, int tid, int nth, float* bpack) {
+  const i64 M = p.M, N = p.N, K = p.K, ldc = p.ldc;
+  const bool pack_b = p.b_cs != 1 || (M > 96 && strip_aliases(p.b_rs, K));
+  i64 lo, hi;
+  if (pack_b) {
+    split_range(ceil_div(N, NR), tid, nth, lo, hi);
+    for (i64 q = lo; q < hi; ++q) {
+      const i64 j0 = q * NR;
+      pack_b_panel(bpack + j0 * K, B + j0 * p.b_cs, p.b_rs, p.b_cs, (N - j0 < NR) ? N - j0 : NR, K);
+    }
+    team_barrier(nth);
+  }
+  split_range(ceil_div(M, MR), tid, nth, lo, hi);
+  for (i64 j0 = 0; j0 < N; j0 += NR) {
+    const int nr = int((N - j0 < NR) ? N - j0 : NR);
+    const float* b = pack_b ? bpack + j0 * K : B + j0;
+    const i64 b_rs = pack_b ? NR : p.b_rs;
+    const float* bias = p.bias ? p.bias + j0 : nullptr;
+    for (i64 ip = lo; ip < hi; ++ip) {
+      const i64 i0 = ip * MR;
+      const int rows = int((M - i0 < MR) ? M - i0 : MR);
+      const SmallKernel f = nr > W ? small_kernel_for<MR, 2>(rows) : small_kernel_for<MR, 1>(rows);
+      f(K, A + i0 * p.a_rs, p.a_rs, p.a_cs, b, b_rs, nr, C + i0 * ldc + j0, ldc, p.accumulate, bias);
+    }
+  }
+  if (pack_b) team_barrier(nth);   // before the next product overwrites bpack
+}
+
 // Columns of B packed at once: all of K for ncb columns, capped so the packed block (K x ncb
 // floats) stays under 16 MiB (B is streamed once per row-block task, ~36 FMAs per byte, so the
 // block need not fit in cache) and at NC columns.  N is split into equal column blocks: every
@@ -284,6 +391,11 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
       gemv_rows(C, ldc, A, p.a_rs, p.a_cs, x, lo, hi, K, p.accumulate, p.bias ? p.bias[0] : 0.f);
     if (row_vec && p.bias)                        // bias over N columns of the single row
       for (i64 j = lo; j < hi; ++j) C[j] += p.bias[j];
+    return;
+  }
+
+  if (M <= kSmallDim && N <= kSmallDim && K <= kSmallDim) {
+    gemm_small(p, A, B, C, tid, nth, bpack);
     return;
   }
 
