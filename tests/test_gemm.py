@@ -114,6 +114,45 @@ def test_small_products_strides(isa, rng):
     assert_close(matmul(a0, b0), ref_matmul(np.array(a0), np.array(b0), False, False), 40)
 
 
+# Matrix-vector products: M == 1 (x @ B) or N == 1 (A @ x).  With the matrix's rows
+# contiguous over the output (B row-major, or A transposed) the kernel streams columns into
+# aligned chunks of outputs, and from about half a million products on it always sums K in
+# two halves (whatever the thread count).  Odd K (4-row groups plus a remainder), matrices
+# that start off the vector alignment, a strided x, out= with a row stride, accumulate, bias.
+GEMV_CASES = [(1, 3001, 203), (1, 2048, 256), (1, 700, 64), (1, 9000, 63), (2003, 1, 301), (5000, 1, 100), (1, 50, 7)]
+
+
+@pytest.mark.parametrize("m,n,k", GEMV_CASES)
+@pytest.mark.parametrize("ta,tb", list(itertools.product([False, True], repeat=2)))
+def test_gemv(isa, rng, m, n, k, ta, tb):
+    a, b = operands(rng, m, n, k, ta, tb)
+    assert_close(matmul(a, b, trans_a=ta, trans_b=tb), ref_matmul(a, b, ta, tb), k)
+    # the matrix operand starting 1..3 floats past its allocation (and rows that are not a
+    # whole number of vectors apart), the vector operand read with a stride
+    def embed(x, off, step):
+        big = rng.standard_normal((x.shape[0], x.shape[1] * step + off + 3)).astype(np.float32)
+        view = big[:, off:off + x.shape[1] * step:step]
+        view[...] = x
+        return view
+    for off in (1, 3):
+        a2 = embed(a, off, 2 if m == 1 else 1)
+        b2 = embed(b, off, 2 if n == 1 and m > 1 else 1)
+        c0 = rng.standard_normal((m, n)).astype(np.float32)
+        buf = np.zeros((m, n + 5), np.float32)
+        out = buf[:, 2:2 + n]
+        out[...] = c0
+        bias = rng.standard_normal(n).astype(np.float32)
+        matmul(a2, b2, trans_a=ta, trans_b=tb, out=out, accumulate=True, bias=bias)
+        assert_close(out, ref_matmul(a2, b2, ta, tb, c0, bias), k)
+        assert np.all(buf[:, :2] == 0) and np.all(buf[:, 2 + n:] == 0)
+
+
+def test_gemv_batched(isa, rng):
+    a, b = operands(rng, 1, 2100, 260, False, False, batch=3)
+    assert_close(matmul(a, b), ref_matmul(a, b, False, False), 260)
+    assert_close(matmul(a, b[1]), ref_matmul(a, b[1], False, False), 260)
+
+
 def test_non_contiguous_inputs(isa, rng):
     big_a = rng.standard_normal((90, 3, 140)).astype(np.float32)
     big_b = rng.standard_normal((140, 2, 80)).astype(np.float32)
@@ -197,7 +236,8 @@ def test_reference_twin_matches_kernel(rng):
 
 @pytest.mark.parametrize("m,n,k,tb", [(2048, 96, 200, False), (96, 700, 300, False), (1, 3000, 64, False),
                                       (3000, 1, 64, False), (5, 9, 11, False), (128, 128, 128, False),
-                                      (128, 120, 128, True), (97, 33, 128, False)])
+                                      (128, 120, 128, True), (97, 33, 128, False), (1, 3001, 203, False),
+                                      (1, 9000, 100, False), (3001, 1, 203, False)])
 def test_thread_count_gives_identical_results(rng, threads, m, n, k, tb):
     a, b = operands(rng, m, n, k, False, tb)
     threads(1)

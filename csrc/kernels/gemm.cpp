@@ -154,45 +154,83 @@ void micro_kernel(i64 kc, const float* __restrict ap, const float* __restrict bp
   }
 }
 
+// Fused multiply-adds below which one thread is faster than waking a second one.
+constexpr double kMinWorkPerThread = 1 << 18;
+
 // ---------------------------------------------------------------------------------------
-// Matrix-vector: out[r * out_stride] = (acc ? out : 0) + sum_k mat[r*rs + k*cs] * x[k] (+ bias)
-// for r in [r0, r1); x contiguous.  Needs rs == 1 or cs == 1.
-void gemv_rows(float* out, i64 out_stride, const float* mat, i64 rs, i64 cs, const float* x,
-               i64 r0, i64 r1, i64 K, bool acc, float bias) {
-  if (cs == 1) {                                   // dot form: each row is contiguous
-    for (i64 r = r0; r < r1; ++r) {
-      const float* row = mat + r * rs;
-      vf s0 = vzero(), s1 = vzero(), s2 = vzero(), s3 = vzero();
-      i64 k = 0;
-      for (; k + 4 * W <= K; k += 4 * W) {
-        s0 = vfma(vload(row + k), vload(x + k), s0);
-        s1 = vfma(vload(row + k + W), vload(x + k + W), s1);
-        s2 = vfma(vload(row + k + 2 * W), vload(x + k + 2 * W), s2);
-        s3 = vfma(vload(row + k + 3 * W), vload(x + k + 3 * W), s3);
-      }
-      for (; k + W <= K; k += W) s0 = vfma(vload(row + k), vload(x + k), s0);
-      if (k < K) s1 = vfma(vload_part(row + k, int(K - k)), vload_part(x + k, int(K - k)), s1);
-      float s = vreduce_add(vadd(vadd(s0, s1), vadd(s2, s3))) + bias;
-      float* o = out + r * out_stride;
-      *o = acc ? *o + s : s;
-    }
-    return;
+// Matrix-vector products (M == 1 or N == 1): out[r] = sum_k mat(r, k) x[k] for r < R, with
+// mat(r, k) = mat[r*rs + k*cs] (rs == 1 or cs == 1) and x contiguous.  Memory bound: the
+// matrix is streamed once, rows handed to threads in chunks of kGemvChunk.
+constexpr i64 kGemvChunk = 64;
+
+// Where a finished row goes: out[r*stride] = (acc ? out : 0) + (v + bias[r*bias_stride]).
+struct GemvOut {
+  float* out;
+  i64 stride;
+  const float* bias;   // nullptr: none;  bias_stride 0: one value for every row
+  i64 bias_stride;
+  bool acc;
+  IRF_INLINE void put(i64 r, float v) const {
+    if (bias) v += bias[r * bias_stride];
+    float* o = out + r * stride;
+    *o = acc ? *o + v : v;
   }
-  // axpy form (rs == 1): column k is contiguous over r.  Stream four columns at a time into
-  // an L1-resident chunk of outputs (like a column-major gemv_n).
+};
+
+// Dot form (cs == 1): each row is contiguous; rows [r0, r1).
+void gemv_dot(const GemvOut& o, const float* mat, i64 rs, const float* x, i64 r0, i64 r1, i64 K) {
+  for (i64 r = r0; r < r1; ++r) {
+    const float* row = mat + r * rs;
+    vf s0 = vzero(), s1 = vzero(), s2 = vzero(), s3 = vzero();
+    i64 k = 0;
+    for (; k + 4 * W <= K; k += 4 * W) {
+      s0 = vfma(vload(row + k), vload(x + k), s0);
+      s1 = vfma(vload(row + k + W), vload(x + k + W), s1);
+      s2 = vfma(vload(row + k + 2 * W), vload(x + k + 2 * W), s2);
+      s3 = vfma(vload(row + k + 3 * W), vload(x + k + 3 * W), s3);
+    }
+    for (; k + W <= K; k += W) s0 = vfma(vload(row + k), vload(x + k), s0);
+    if (k < K) s1 = vfma(vload_part(row + k, int(K - k)), vload_part(x + k, int(K - k)), s1);
+    o.put(r, vreduce_add(vadd(vadd(s0, s1), vadd(s2, s3))));
+  }
+}
+
+// Axpy form (rs == 1): column k of mat is contiguous over r (like a column-major gemv_n).
+// For rows [r0, r1) and k in [k0, k1), four columns at a time are streamed into an L1-resident
+// chunk y of outputs; emit(rb, y, n) receives each finished chunk (rows rb .. rb+n-1).
+// The matrix loads of long chunks are made vector-aligned (numpy's large arrays start 16 bytes
+// past a page, and a load that straddles a cache line costs two): a head of fewer than W rows
+// runs with partial vectors (masked stores are slow on AMD, so not for short chunks).  y is
+// placed half a page away from the matrix rows modulo 4 KiB, which also gives it their
+// alignment: a store to y that matches a later matrix load in its low 12 address bits delays
+// that load (4K aliasing; 5-10% slower here when y sat just after the rows).
+template <class Emit>
+void gemv_axpy(const float* mat, i64 cs, const float* x, i64 r0, i64 r1, i64 k0, i64 k1, Emit&& emit) {
   constexpr i64 CH = 4096;   // 16 KiB of outputs: whole rows of a GPT-2 sized matrix
-  alignas(64) float y[CH];
+  constexpr i64 kPage = 1024;  // floats in 4 KiB
+  alignas(64) float ybuf[CH + kPage];
   for (i64 rb = r0; rb < r1; rb += CH) {
     const i64 n = (r1 - rb < CH) ? r1 - rb : CH;
-    const i64 nv = n / W * W;
+    const i64 m_off = i64(reinterpret_cast<std::uintptr_t>(mat + rb) / sizeof(float)) % kPage;
+    const i64 y_off = i64(reinterpret_cast<std::uintptr_t>(ybuf) / sizeof(float)) % kPage;
+    float* y = ybuf + ((m_off + kPage / 2 - y_off) % kPage + kPage) % kPage;   // y = mat + rb + 2 KiB (mod 4 KiB)
+    const int mis = (n >= 32 * W) ? int(m_off % W) : 0;   // short chunks: not worth two partial vectors
+    const int head = mis == 0 ? 0 : W - mis;
+    const i64 nv = head + (n - head) / W * W;
     const int tail = int(n - nv);
     for (i64 i = 0; i < n; ++i) y[i] = 0.f;
-    i64 k = 0;
-    for (; k + 4 <= K; k += 4) {
+    i64 k = k0;
+    for (; k + 4 <= k1; k += 4) {
       const float* c0 = mat + rb + k * cs;
       const float *c1 = c0 + cs, *c2 = c1 + cs, *c3 = c2 + cs;
       const vf x0 = vset1(x[k]), x1 = vset1(x[k + 1]), x2 = vset1(x[k + 2]), x3 = vset1(x[k + 3]);
-      for (i64 v = 0; v < nv; v += W) {
+      if (head) {
+        vf acc = vfma(x0, vload_part(c0, head), vload_part(y, head));
+        acc = vfma(x1, vload_part(c1, head), acc);
+        acc = vfma(x2, vload_part(c2, head), acc);
+        vstore_part(y, vfma(x3, vload_part(c3, head), acc), head);
+      }
+      for (i64 v = head; v < nv; v += W) {
         vf acc = vfma(x0, vload(c0 + v), vload(y + v));
         acc = vfma(x1, vload(c1 + v), acc);
         acc = vfma(x2, vload(c2 + v), acc);
@@ -205,19 +243,23 @@ void gemv_rows(float* out, i64 out_stride, const float* mat, i64 rs, i64 cs, con
         vstore_part(y + nv, vfma(x3, vload_part(c3 + nv, tail), acc), tail);
       }
     }
-    for (; k < K; ++k) {
+    for (; k < k1; ++k) {
       const float* c0 = mat + rb + k * cs;
       const vf x0 = vset1(x[k]);
-      for (i64 v = 0; v < nv; v += W) vstore(y + v, vfma(x0, vload(c0 + v), vload(y + v)));
+      if (head) vstore_part(y, vfma(x0, vload_part(c0, head), vload_part(y, head)), head);
+      for (i64 v = head; v < nv; v += W) vstore(y + v, vfma(x0, vload(c0 + v), vload(y + v)));
       if (tail) vstore_part(y + nv, vfma(x0, vload_part(c0 + nv, tail), vload_part(y + nv, tail)), tail);
     }
-    for (i64 i = 0; i < n; ++i) {
-      float* o = out + (rb + i) * out_stride;
-      const float val = y[i] + bias;
-      *o = acc ? *o + val : val;
-    }
+    emit(rb, static_cast<const float*>(y), n);
   }
 }
+
+// Whether an axpy-form product splits K in two halves whose partial sums are added at the
+// end: when it is big enough for two threads, which then each stream one contiguous half of
+// the matrix (about 12% faster at 2 threads on Zen 3 than each reading half of every row).
+// Decided by shape alone, so the summation order, and the result, never depend on the
+// thread count.
+bool gemv_split_k(i64 R, i64 K) { return K >= 64 && double(R) * double(K) >= 2 * kMinWorkPerThread; }
 
 // Small products (every dimension <= kSmallDim): packing A would cost about as much as the
 // arithmetic, so the tile kernel below reads A in place (one broadcast per element, any
@@ -381,21 +423,43 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
       x = xc;
     }
     const i64 R = row_vec ? N : M;
+    const float* mat = row_vec ? B : A;   // row_vec: mat(j, k) = B(k, j);  col_vec: mat(i, k) = A(i, k)
+    const i64 rs = row_vec ? p.b_cs : p.a_rs, cs = row_vec ? p.b_rs : p.a_cs;
+    const GemvOut o{C, row_vec ? 1 : ldc, p.bias, row_vec ? 1 : 0, p.accumulate};
+    const i64 nchunks = ceil_div(R, kGemvChunk);
+    auto rows = [&](i64 c0, i64 c1, i64& lo, i64& hi) {   // chunks [c0, c1) -> rows [lo, hi)
+      lo = c0 * kGemvChunk;
+      hi = (c1 * kGemvChunk < R) ? c1 * kGemvChunk : R;
+    };
     i64 lo, hi;
-    split_range(ceil_div(R, 64), tid, nth, lo, hi);   // chunks of 64 rows per thread
-    lo *= 64;
-    hi = (hi * 64 < R) ? hi * 64 : R;
-    if (row_vec)   // out[j] = sum_k B(k, j) x[k]: mat(j, k) = B(k, j)
-      gemv_rows(C, 1, B, p.b_cs, p.b_rs, x, lo, hi, K, p.accumulate, 0.f);
-    else           // out[i] = sum_k A(i, k) x[k]
-      gemv_rows(C, ldc, A, p.a_rs, p.a_cs, x, lo, hi, K, p.accumulate, p.bias ? p.bias[0] : 0.f);
-    if (row_vec && p.bias)                        // bias over N columns of the single row
-      for (i64 j = lo; j < hi; ++j) C[j] += p.bias[j];
-    return;
-  }
-
-  if (M <= kSmallDim && N <= kSmallDim && K <= kSmallDim) {
-    gemm_small(p, A, B, C, tid, nth, bpack);
+    if (cs == 1 || !gemv_split_k(R, K)) {
+      split_range(nchunks, tid, nth, lo, hi);
+      rows(lo, hi, lo, hi);
+      if (cs == 1) gemv_dot(o, mat, rs, x, lo, hi, K);
+      else gemv_axpy(mat, cs, x, lo, hi, 0, K, [&](i64 rb, const float* y, i64 n) {
+        for (i64 i = 0; i < n; ++i) o.put(rb + i, y[i]);
+      });
+      return;
+    }
+    // K in two halves: partial sums part[h][r] (in the shared B-packing buffer), tasks
+    // (half, group of row chunks) spread over the team, then out = part[0] + part[1].
+    const i64 kh = round_up(ceil_div(K, 2), 4);
+    float* part[2] = {bpack, bpack + round_up(R, 16)};
+    const int groups = nth / 2 > 1 ? nth / 2 : 1;
+    for (int t = tid; t < 2 * groups; t += nth) {
+      const int h = t % 2;
+      split_range(nchunks, t / 2, groups, lo, hi);
+      rows(lo, hi, lo, hi);
+      float* dst = part[h];
+      gemv_axpy(mat, cs, x, lo, hi, h ? kh : 0, h ? K : kh, [&](i64 rb, const float* y, i64 n) {
+        for (i64 i = 0; i < n; ++i) dst[rb + i] = y[i];
+      });
+    }
+    team_barrier(nth);
+    split_range(nchunks, tid, nth, lo, hi);
+    rows(lo, hi, lo, hi);
+    for (i64 r = lo; r < hi; ++r) o.put(r, part[0][r] + part[1][r]);
+    team_barrier(nth);   // before the next product overwrites the partial sums
     return;
   }
 
@@ -463,16 +527,15 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
   }
 }
 
-// Fused multiply-adds below which one thread is faster than waking a second one.
-constexpr double kMinWorkPerThread = 1 << 18;
-
 void gemm(const GemmParams& p) {
   if (p.batch <= 0 || p.M <= 0 || p.N <= 0) return;
   const double work = double(p.M) * double(p.N) * double(p.K > 0 ? p.K : 1);
   int nth = p.nthreads < 1 ? 1 : p.nthreads;
   const double total = work * double(p.batch);
   if (total < kMinWorkPerThread * nth) nth = int(total / kMinWorkPerThread) < 1 ? 1 : int(total / kMinWorkPerThread);
-  const i64 bpack_floats = round_up(p.K > 0 ? p.K : 1, KC) * round_up(b_block_cols(p.N, p.K), NR);
+  i64 bpack_floats = round_up(p.K > 0 ? p.K : 1, KC) * round_up(b_block_cols(p.N, p.K), NR);
+  const i64 gemv_floats = 2 * round_up(p.M > p.N ? p.M : p.N, 16);   // gemv partial sums (split K)
+  if (bpack_floats < gemv_floats) bpack_floats = gemv_floats;
 
   // Many small products: one per thread, each alone (no barriers, private packing buffers).
   if (nth > 1 && p.batch >= nth && work < double(1 << 22)) {
