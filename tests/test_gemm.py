@@ -285,6 +285,8 @@ class TestErrors:
         a, b = np.ones((3, 4), np.float32), np.ones((4, 2), np.float32)
         with pytest.raises(ValueError, match=r"out has shape \(3, 3\), expected \(3, 2\)"):
             matmul(a, b, out=np.empty((3, 3), np.float32))
+        with pytest.raises(ValueError, match=r"out has shape \(2, 3, 3\), expected \(2, 3, 2\)"):
+            matmul(np.ones((2, 3, 4), np.float32), b, out=np.empty((2, 3, 3), np.float32))
         with pytest.raises(TypeError, match="out must be float32, got float64"):
             matmul(a, b, out=np.empty((3, 2)))
         with pytest.raises(ValueError, match="contiguous in its last dimension"):
