@@ -463,6 +463,11 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
     return;
   }
 
+  if (M <= kSmallDim && N <= kSmallDim && K <= kSmallDim) {
+    gemm_small(p, A, B, C, tid, nth, bpack);
+    return;
+  }
+
   float* apack = static_cast<float*>(workspace(kWsPackA, sizeof(float) * MC * KC));
   const i64 ncb = b_block_cols(N, K);
 
