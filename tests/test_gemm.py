@@ -116,10 +116,11 @@ def test_small_products_strides(isa, rng):
 
 # Matrix-vector products: M == 1 (x @ B) or N == 1 (A @ x).  With the matrix's rows
 # contiguous over the output (B row-major, or A transposed) the kernel streams columns into
-# aligned chunks of outputs, and from about half a million products on it always sums K in
+# aligned chunks of outputs, and with K >= 256 and at least 2^19 products it always sums K in
 # two halves (whatever the thread count).  Odd K (4-row groups plus a remainder), matrices
 # that start off the vector alignment, a strided x, out= with a row stride, accumulate, bias.
-GEMV_CASES = [(1, 3001, 203), (1, 2048, 256), (1, 700, 64), (1, 9000, 63), (2003, 1, 301), (5000, 1, 100), (1, 50, 7)]
+GEMV_CASES = [(1, 3001, 263), (1, 2048, 256), (1, 2047, 255), (1, 700, 64), (1, 9000, 63), (2003, 1, 301),
+              (5000, 1, 100), (1, 50, 7)]
 
 
 @pytest.mark.parametrize("m,n,k", GEMV_CASES)
@@ -236,8 +237,8 @@ def test_reference_twin_matches_kernel(rng):
 
 @pytest.mark.parametrize("m,n,k,tb", [(2048, 96, 200, False), (96, 700, 300, False), (1, 3000, 64, False),
                                       (3000, 1, 64, False), (5, 9, 11, False), (128, 128, 128, False),
-                                      (128, 120, 128, True), (97, 33, 128, False), (1, 3001, 203, False),
-                                      (1, 9000, 100, False), (3001, 1, 203, False)])
+                                      (128, 120, 128, True), (97, 33, 128, False), (1, 3001, 263, False),
+                                      (1, 9000, 100, False), (3001, 1, 263, False)])
 def test_thread_count_gives_identical_results(rng, threads, m, n, k, tb):
     a, b = operands(rng, m, n, k, False, tb)
     threads(1)

@@ -256,10 +256,11 @@ void gemv_axpy(const float* mat, i64 cs, const float* x, i64 r0, i64 r1, i64 k0,
 
 // Whether an axpy-form product splits K in two halves whose partial sums are added at the
 // end: when it is big enough for two threads, which then each stream one contiguous half of
-// the matrix (about 12% faster at 2 threads on Zen 3 than each reading half of every row).
-// Decided by shape alone, so the summation order, and the result, never depend on the
-// thread count.
-bool gemv_split_k(i64 R, i64 K) { return K >= 64 && double(R) * double(K) >= 2 * kMinWorkPerThread; }
+// the matrix (about 12% faster at 2 threads on Zen 3 than each reading half of every row),
+// and K is long enough that the partial sums (4 floats of traffic per output) are small
+// next to the matrix (K >= 256; at K = 64 the split was 5-7% slower).  Decided by shape
+// alone, so the summation order, and the result, never depend on the thread count.
+bool gemv_split_k(i64 R, i64 K) { return K >= 256 && double(R) * double(K) >= 2 * kMinWorkPerThread; }
 
 // Small products (every dimension <= kSmallDim): packing A would cost about as much as the
 // arithmetic, so the tile kernel below reads A in place (one broadcast per element, any
