@@ -39,6 +39,42 @@ void pack_a_panel(float* __restrict dst, const float* a, i64 rs, i64 cs, i64 mr,
     }
     return;
   }
+#if defined(__AVX2__)
+  if constexpr (MR == 6) {
+    if (mr == MR && cs == 1) {            // row-major A, full panel: 8 k at a time, 6x8 -> 8x6 in registers
+      i64 k = 0;
+      const __m256 z = _mm256_setzero_ps();
+      for (; k + 8 <= kc; k += 8) {
+        const __m256 r0 = _mm256_loadu_ps(a + k), r1 = _mm256_loadu_ps(a + rs + k);
+        const __m256 r2 = _mm256_loadu_ps(a + 2 * rs + k), r3 = _mm256_loadu_ps(a + 3 * rs + k);
+        const __m256 r4 = _mm256_loadu_ps(a + 4 * rs + k), r5 = _mm256_loadu_ps(a + 5 * rs + k);
+        const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+        const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+        const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+        const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+        const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+        const __m256 u4 = _mm256_shuffle_ps(t4, z, 0x44), u5 = _mm256_shuffle_ps(t4, z, 0xEE);
+        const __m256 u6 = _mm256_shuffle_ps(t5, z, 0x44), u7 = _mm256_shuffle_ps(t5, z, 0xEE);
+        // column k+j = rows 0..5 (lanes 6, 7 zero); each 8-wide store's last two lanes are
+        // overwritten by the next, the last column is stored as 4 + 2.
+        float* d = dst + k * MR;
+        _mm256_storeu_ps(d + 0 * MR, _mm256_permute2f128_ps(u0, u4, 0x20));
+        _mm256_storeu_ps(d + 1 * MR, _mm256_permute2f128_ps(u1, u5, 0x20));
+        _mm256_storeu_ps(d + 2 * MR, _mm256_permute2f128_ps(u2, u6, 0x20));
+        _mm256_storeu_ps(d + 3 * MR, _mm256_permute2f128_ps(u3, u7, 0x20));
+        _mm256_storeu_ps(d + 4 * MR, _mm256_permute2f128_ps(u0, u4, 0x31));
+        _mm256_storeu_ps(d + 5 * MR, _mm256_permute2f128_ps(u1, u5, 0x31));
+        _mm256_storeu_ps(d + 6 * MR, _mm256_permute2f128_ps(u2, u6, 0x31));
+        const __m256 c7 = _mm256_permute2f128_ps(u3, u7, 0x31);
+        _mm_storeu_ps(d + 7 * MR, _mm256_castps256_ps128(c7));
+        _mm_storel_pi(reinterpret_cast<__m64*>(d + 7 * MR + 4), _mm256_extractf128_ps(c7, 1));
+      }
+      for (; k < kc; ++k)
+        for (int r = 0; r < MR; ++r) dst[k * MR + r] = a[r * rs + k];
+      return;
+    }
+  }
+#endif
   if (cs == 1) {                          // row-major A: each row is a contiguous k-run
     for (i64 r = 0; r < mr; ++r) {
       const float* s = a + r * rs;
