@@ -57,7 +57,7 @@ constexpr i64 kRowChunks = 64;
 IRF_INLINE i64 row_chunks(i64 N) { return N < kRowChunks ? N : kRowChunks; }
 
 // out[j] (+)= sum over c = 0..nch-1 (in order) of part[c * ld + j], j < C.
-void reduce_chunks(float* out, const float* part, i64 nch, i64 ld, i64 C, bool accumulate, int nthreads) {
+inline void reduce_chunks(float* out, const float* part, i64 nch, i64 ld, i64 C, bool accumulate, int nthreads) {
   const i64 nb = ceil_div(C, W);
   parallel_for(nb, (kMinElemsPerThread / W) / (nch < 1 ? 1 : nch) + 1, nthreads, [&](i64 b0, i64 b1) {
     for (i64 b = b0; b < b1; ++b) {
