@@ -30,6 +30,28 @@ constexpr i64 NC = 4064;   // multiple of NR (16, 32, 8)
 // the MR values A(p*MR + r, k), zero-padded past mc.  B block (kc x nc) -> micro-panels of NR
 // columns: panel q holds, for each k, the NR values B(k, q*NR + j), zero-padded past nc.
 
+#if defined(__AVX2__)
+// 8x8 transpose in registers: c[j] lane i = r[i] lane j.
+IRF_INLINE void transpose8(const __m256 (&r)[8], __m256 (&c)[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  c[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  c[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  c[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  c[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  c[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  c[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  c[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  c[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+#endif
+
 void pack_a_panel(float* __restrict dst, const float* a, i64 rs, i64 cs, i64 mr, i64 kc) {
   if (mr == MR && rs == 1) {              // A^T storage: the MR values of one k are contiguous
     for (i64 k = 0; k < kc; ++k) {
@@ -43,31 +65,17 @@ void pack_a_panel(float* __restrict dst, const float* a, i64 rs, i64 cs, i64 mr,
   if constexpr (MR == 6) {
     if (mr == MR && cs == 1) {            // row-major A, full panel: 8 k at a time, 6x8 -> 8x6 in registers
       i64 k = 0;
-      const __m256 z = _mm256_setzero_ps();
       for (; k + 8 <= kc; k += 8) {
-        const __m256 r0 = _mm256_loadu_ps(a + k), r1 = _mm256_loadu_ps(a + rs + k);
-        const __m256 r2 = _mm256_loadu_ps(a + 2 * rs + k), r3 = _mm256_loadu_ps(a + 3 * rs + k);
-        const __m256 r4 = _mm256_loadu_ps(a + 4 * rs + k), r5 = _mm256_loadu_ps(a + 5 * rs + k);
-        const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-        const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-        const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-        const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-        const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-        const __m256 u4 = _mm256_shuffle_ps(t4, z, 0x44), u5 = _mm256_shuffle_ps(t4, z, 0xEE);
-        const __m256 u6 = _mm256_shuffle_ps(t5, z, 0x44), u7 = _mm256_shuffle_ps(t5, z, 0xEE);
+        __m256 r[8], c[8];
+        for (int i = 0; i < 6; ++i) r[i] = _mm256_loadu_ps(a + i * rs + k);
+        r[6] = r[7] = _mm256_setzero_ps();
+        transpose8(r, c);
         // column k+j = rows 0..5 (lanes 6, 7 zero); each 8-wide store's last two lanes are
         // overwritten by the next, the last column is stored as 4 + 2.
         float* d = dst + k * MR;
-        _mm256_storeu_ps(d + 0 * MR, _mm256_permute2f128_ps(u0, u4, 0x20));
-        _mm256_storeu_ps(d + 1 * MR, _mm256_permute2f128_ps(u1, u5, 0x20));
-        _mm256_storeu_ps(d + 2 * MR, _mm256_permute2f128_ps(u2, u6, 0x20));
-        _mm256_storeu_ps(d + 3 * MR, _mm256_permute2f128_ps(u3, u7, 0x20));
-        _mm256_storeu_ps(d + 4 * MR, _mm256_permute2f128_ps(u0, u4, 0x31));
-        _mm256_storeu_ps(d + 5 * MR, _mm256_permute2f128_ps(u1, u5, 0x31));
-        _mm256_storeu_ps(d + 6 * MR, _mm256_permute2f128_ps(u2, u6, 0x31));
-        const __m256 c7 = _mm256_permute2f128_ps(u3, u7, 0x31);
-        _mm_storeu_ps(d + 7 * MR, _mm256_castps256_ps128(c7));
-        _mm_storel_pi(reinterpret_cast<__m64*>(d + 7 * MR + 4), _mm256_extractf128_ps(c7, 1));
+        for (int j = 0; j < 7; ++j) _mm256_storeu_ps(d + j * MR, c[j]);
+        _mm_storeu_ps(d + 7 * MR, _mm256_castps256_ps128(c[7]));
+        _mm_storel_pi(reinterpret_cast<__m64*>(d + 7 * MR + 4), _mm256_extractf128_ps(c[7], 1));
       }
       for (; k < kc; ++k)
         for (int r = 0; r < MR; ++r) dst[k * MR + r] = a[r * rs + k];
@@ -102,25 +110,11 @@ void pack_b_panel(float* __restrict dst, const float* b, i64 rs, i64 cs, i64 nr,
     i64 k = 0;
     for (; k + 8 <= kc; k += 8)
       for (int jg = 0; jg < NR; jg += 8) {
-        __m256 r[8];
+        __m256 r[8], c[8];
         for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(b + (jg + j) * cs + k);   // column jg+j, k..k+7
-        const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-        const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-        const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-        const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-        const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-        const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-        const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-        const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+        transpose8(r, c);
         float* d = dst + k * NR + jg;                                                  // row k, cols jg..jg+7
-        _mm256_storeu_ps(d + 0 * NR, _mm256_permute2f128_ps(u0, u4, 0x20));
-        _mm256_storeu_ps(d + 1 * NR, _mm256_permute2f128_ps(u1, u5, 0x20));
-        _mm256_storeu_ps(d + 2 * NR, _mm256_permute2f128_ps(u2, u6, 0x20));
-        _mm256_storeu_ps(d + 3 * NR, _mm256_permute2f128_ps(u3, u7, 0x20));
-        _mm256_storeu_ps(d + 4 * NR, _mm256_permute2f128_ps(u0, u4, 0x31));
-        _mm256_storeu_ps(d + 5 * NR, _mm256_permute2f128_ps(u1, u5, 0x31));
-        _mm256_storeu_ps(d + 6 * NR, _mm256_permute2f128_ps(u2, u6, 0x31));
-        _mm256_storeu_ps(d + 7 * NR, _mm256_permute2f128_ps(u3, u7, 0x31));
+        for (int i = 0; i < 8; ++i) _mm256_storeu_ps(d + i * NR, c[i]);
       }
     for (; k < kc; ++k)
       for (int j = 0; j < NR; ++j) dst[k * NR + j] = b[k + j * cs];
