@@ -54,6 +54,17 @@ IRF_INLINE void transpose8(const __m256 (&r)[8], __m256 (&c)[8]) {
 
 void pack_a_panel(float* __restrict dst, const float* a, i64 rs, i64 cs, i64 mr, i64 kc) {
   if (mr == MR && rs == 1) {              // A^T storage: the MR values of one k are contiguous
+#if defined(__AVX2__)
+    if constexpr (MR == 6) {              // 4 + 2 floats per k (GCC's own code inserted them one by one)
+      for (i64 k = 0; k < kc; ++k) {
+        const float* s = a + k * cs;
+        float* d = dst + k * MR;
+        _mm_storeu_ps(d, _mm_loadu_ps(s));
+        _mm_store_sd(reinterpret_cast<double*>(d + 4), _mm_load_sd(reinterpret_cast<const double*>(s + 4)));
+      }
+      return;
+    }
+#endif
     for (i64 k = 0; k < kc; ++k) {
       const float* s = a + k * cs;
 #pragma GCC unroll 16
