@@ -564,8 +564,14 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
           const int nr = int((N - j0 < NR) ? N - j0 : NR);
           const float* bias = (first && p.bias) ? p.bias + j0 : nullptr;
           const float* bp = bpack + pc * ncpad + q * NR * kc;
+          // the next B micro-panel (NR * kc floats) is prefetched a slice per call
+          const float* bnext = bp + NR * kc;
+          const i64 nlines = NR * kc / 16, per_call = ceil_div(nlines, ceil_div(mc, MR));
           for (i64 ir = 0; ir < mc; ir += MR) {
             const int mr = int((mc - ir < MR) ? mc - ir : MR);
+            if (q + 1 < q1)
+              for (i64 l = (ir / MR) * per_call, le = l + per_call < nlines ? l + per_call : nlines; l < le; ++l)
+                __builtin_prefetch(bnext + l * 16, 0, 2);
             micro_kernel(kc, apack + ir * kc, bp, C + (i0 + ir) * ldc + j0, ldc, mr, nr,
                          !first || p.accumulate, bias);
           }
