@@ -112,6 +112,7 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* x, con
   parallel_for(N, min_rows(C), nthreads, [&](i64 r0, i64 r1) {
     for (i64 i = r0; i < r1; ++i) {
       const float* xi = x + i * C;
+      if (i + kRowAhead < r1) prefetch_row(xi + kRowAhead * C, C);
       const float m0 = row_sum(xi, C) / float(C);                // mean ~ sum(x) / C
       float sd;
       const float ss = row_sqdev(xi, m0, C, sd);

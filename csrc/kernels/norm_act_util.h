@@ -33,6 +33,17 @@ void parallel_for(i64 n, i64 min_per_thread, int nthreads, F&& body) {
   }
 }
 
+// The row-wise forward kernels (layernorm, softmax, log-softmax) read a row from memory in their
+// first pass, then work on it in L1 for one or two more passes during which no new lines are
+// requested, so the hardware prefetcher stalls and the next row starts with cache misses.
+// They call prefetch_row on the row kRowAhead rows ahead (when it exists) before each row: one
+// software prefetch per line.  (Measured on Zen 3 with inputs cold in cache: layernorm forward
+// ~10% faster; the backward kernels, which stream two inputs, were 5-20% slower with it.)
+constexpr i64 kRowAhead = 2;
+IRF_INLINE void prefetch_row(const float* p, i64 C) {
+  for (i64 j = 0; j < C; j += 16) __builtin_prefetch(p + j, 0, 3);
+}
+
 // Elements per parallel block of the elementwise kernels, and the minimum work per thread.
 constexpr i64 kBlock = 256;
 constexpr i64 kMinElemsPerThread = 1 << 14;

@@ -70,6 +70,7 @@ IRF_INLINE void softmax_rows(float* out, float* e, const float* x, i64 r0, i64 r
   for (i64 i = r0; i < r1; ++i) {
     const float* xi = x + i * C;
     float* yi = out + i * C;
+    if (i + kRowAhead < r1) prefetch_row(xi + kRowAhead * C, C);
     const float m = row_max(xi, C);
     if (!log) {
       float* ei = NT ? e : yi;
