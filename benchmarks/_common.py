@@ -34,3 +34,27 @@ def settle(f, threads: int) -> None:
         time.sleep(SETTLE_SECONDS)
         if f is not None:
             f()
+
+
+def interleaved_medians(fns: dict, threads: int, repeats: int, min_time: float = 0.02) -> dict:
+    """Median seconds per call of each function in fns, timed round-robin after warm-up.
+    Each sample repeats its function for >= ~min_time (calls per sample set per function, from
+    one timed call), so a scheduling hiccup of a few ms does not swamp a sub-millisecond call;
+    each sample starts with settle()."""
+    import statistics
+    import time
+    inner = {}
+    for name, f in fns.items():
+        f()
+        t0 = time.perf_counter()
+        f()
+        inner[name] = max(1, int(min_time / max(time.perf_counter() - t0, 1e-7)))
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, f in fns.items():
+            settle(f, threads)
+            t0 = time.perf_counter()
+            for _ in range(inner[name]):
+                f()
+            times[name].append((time.perf_counter() - t0) / inner[name])
+    return {name: statistics.median(t) for name, t in times.items()}

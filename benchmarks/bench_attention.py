@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 
@@ -31,7 +29,7 @@ import ironformer as irf
 from ironformer import _C
 from ironformer.ops import attention_backward, attention_forward
 
-from _common import cpu_model, settle
+from _common import cpu_model, interleaved_medians
 
 try:
     import torch
@@ -69,22 +67,7 @@ def bench_shape(shape, repeats, rng):
 
         fns["torch fwd"] = torch_fwd
         fns["torch fwd+bwd"] = torch_fb
-    inner = {}
-    for name, f in fns.items():   # warm-up, and calls per sample so that one takes >= ~20 ms
-        f()
-        t0 = time.perf_counter()
-        f()
-        inner[name] = max(1, int(0.02 / max(time.perf_counter() - t0, 1e-6)))
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, f in fns.items():
-            settle(f, irf.get_num_threads())
-            t0 = time.perf_counter()
-            for _ in range(inner[name]):
-                f()
-            times[name].append((time.perf_counter() - t0) / inner[name])
-    return {name: statistics.median(t) for name, t in times.items()}
-
+    return interleaved_medians(fns, irf.get_num_threads(), repeats)
 
 _MEMORY_SCRIPT = textwrap.dedent("""
     import numpy as np, ironformer as irf

@@ -17,42 +17,20 @@ ironformer is faster).  The machine is shared and noisy: trust ratios from one r
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 import numpy as np
 
 import ironformer as irf
 from ironformer import ops
 
-from _common import cpu_model, settle
+from _common import cpu_model, interleaved_medians
 
 try:
     import torch
     import torch.nn.functional as F
 except ImportError:  # pragma: no cover
     sys.exit("this benchmark needs PyTorch (the baseline): pip install torch")
-
-
-def timeit(fns: dict, repeats: int, min_time: float = 0.02) -> dict:
-    """Median seconds per call of each function, interleaved round-robin after warm-up."""
-    for f in fns.values():
-        f()
-        f()
-    t0 = time.perf_counter()
-    next(iter(fns.values()))()
-    one = time.perf_counter() - t0
-    inner = max(1, int(min_time / max(one, 1e-7)))
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items():
-            settle(f, irf.get_num_threads())
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                f()
-            times[k].append((time.perf_counter() - t0) / inner)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def case_cross_entropy(n, v, rng):
@@ -152,7 +130,7 @@ def main(argv=None):
         print(f"{'case':42s} | {'ironformer':>11s} {'torch':>11s} | {'speedup':>7s} {'target':>6s} | max err")
         for label, make, target in cases:
             fns, err = make()
-            t = timeit(fns, repeats)
+            t = interleaved_medians(fns, irf.get_num_threads(), repeats)
             r = t["torch"] / t["ironformer"]
             tgt = f">={target:.0f}x" if target else "-"
             print(f"{label:42s} | {t['ironformer'] * 1e3:8.3f} ms {t['torch'] * 1e3:8.3f} ms | {r:6.2f}x {tgt:>6s} | {err:.1e}")
