@@ -281,6 +281,9 @@ constexpr int kTileRows = 6;
 constexpr int kTileRows = 4;
 #endif
 
+// Floats in one 64-byte cache line (the step of one software prefetch).
+constexpr int kLineFloats = 16;
+
 // Flush denormals to zero (FTZ) and treat denormal inputs as zero (DAZ) in this thread.
 // Called at the top of every parallel region: one denormal can make a step 5x slower.
 IRF_INLINE void flush_denormals() { _mm_setcsr(_mm_getcsr() | 0x8040u); }

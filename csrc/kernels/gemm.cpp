@@ -376,8 +376,8 @@ SmallKernel small_kernel_for(int rows) {
 // left to A and C.
 bool strip_aliases(i64 ld, i64 K) {
   if (ld < 0) ld = -ld;
-  if (ld % 16 != 0) return false;        // rows not line-aligned: lines spread over all sets
-  i64 step = (ld / 16) % 64, g = 64;     // set index advances by `step` (mod 64) per row
+  if (ld % kLineFloats != 0) return false;        // rows not line-aligned: lines spread over all sets
+  i64 step = (ld / kLineFloats) % 64, g = 64;     // set index advances by `step` (mod 64) per row
   while (step) { const i64 t = g % step; g = step; step = t; }
   return K > 8 * (64 / g) / 2;           // 8 ways x (64 / gcd) sets, half of it
 }
@@ -566,12 +566,12 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
           const float* bp = bpack + pc * ncpad + q * NR * kc;
           // the next B micro-panel (NR * kc floats) is prefetched a slice per call
           const float* bnext = bp + NR * kc;
-          const i64 nlines = NR * kc / 16, per_call = ceil_div(nlines, ceil_div(mc, MR));
+          const i64 nlines = NR * kc / kLineFloats, per_call = ceil_div(nlines, ceil_div(mc, MR));
           for (i64 ir = 0; ir < mc; ir += MR) {
             const int mr = int((mc - ir < MR) ? mc - ir : MR);
             if (q + 1 < q1)
               for (i64 l = (ir / MR) * per_call, le = l + per_call < nlines ? l + per_call : nlines; l < le; ++l)
-                __builtin_prefetch(bnext + l * 16, 0, 2);
+                __builtin_prefetch(bnext + l * kLineFloats, 0, 2);
             micro_kernel(kc, apack + ir * kc, bp, C + (i0 + ir) * ldc + j0, ldc, mr, nr,
                          !first || p.accumulate, bias);
           }

@@ -41,7 +41,7 @@ void parallel_for(i64 n, i64 min_per_thread, int nthreads, F&& body) {
 // ~10% faster; the backward kernels, which stream two inputs, were 5-20% slower with it.)
 constexpr i64 kRowAhead = 2;
 IRF_INLINE void prefetch_row(const float* p, i64 C) {
-  for (i64 j = 0; j < C; j += 16) __builtin_prefetch(p + j, 0, 3);
+  for (i64 j = 0; j < C; j += kLineFloats) __builtin_prefetch(p + j, 0, 3);
 }
 
 // Elements per parallel block of the elementwise kernels, and the minimum work per thread.
