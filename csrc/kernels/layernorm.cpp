@@ -134,9 +134,13 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* x, con
 // weight), differentiating out = xhat * weight + bias and xhat through mean and rstd gives
 //   dx = rstd * (g - mean(g) - xhat * mean(g * xhat));
 // the row's contributions dout * xhat (dweight) and dout (dbias) are added into dw_acc, db_acc.
-template <bool NT>
+// HW: weight given;  PG: parameter gradients wanted (dw_acc, db_acc);  NT: streaming dx stores.
+// pf_dout / pf_x: the next row (or null): pass 2, which works in L1 and requests no lines,
+// prefetches one of its lines per vector step, so the next pass 1 does not start on misses.
+template <bool HW, bool PG, bool NT>
 IRF_INLINE void row_backward(float* dx, float* dw_acc, float* db_acc, const float* dout, const float* x,
-                             const float* weight, float mean, float rstd, i64 C) {
+                             const float* weight, float mean, float rstd, i64 C,
+                             const float* pf_dout, const float* pf_x) {
   const vf vr = vset1(rstd), vm = vset1(mean);
   // pass 1: sums of g and g * xhat
   vf sg0 = vzero(), sg1 = vzero(), sgx0 = vzero(), sgx1 = vzero();
@@ -144,7 +148,7 @@ IRF_INLINE void row_backward(float* dx, float* dw_acc, float* db_acc, const floa
   for (; j + 2 * W <= C; j += 2 * W) {
     const vf xh0 = vmul(vsub(vload(x + j), vm), vr), xh1 = vmul(vsub(vload(x + j + W), vm), vr);
     vf g0 = vload(dout + j), g1 = vload(dout + j + W);
-    if (weight) {
+    if (HW) {
       g0 = vmul(g0, vload(weight + j));
       g1 = vmul(g1, vload(weight + j + W));
     }
@@ -157,34 +161,54 @@ IRF_INLINE void row_backward(float* dx, float* dw_acc, float* db_acc, const floa
     const int r = C - j < W ? int(C - j) : W;
     const vf xh = vmul(vsub(vload_part(x + j, r), vm), vr);   // lanes >= r: g = 0 below
     vf g = vload_part(dout + j, r);
-    if (weight) g = vmul(g, vload_part(weight + j, r));
+    if (HW) g = vmul(g, vload_part(weight + j, r));
     sg0 = vadd(sg0, g);
     sgx0 = vfma(g, xh, sgx0);
   }
   const float invC = 1.f / float(C);
-  const float a = vreduce_add(vadd(sg0, sg1)) * invC;     // mean(g)
-  const float b = vreduce_add(vadd(sgx0, sgx1)) * invC;   // mean(g * xhat)
-  // pass 2: dx, and the parameter-gradient partials
-  const vf va = vset1(a), vb = vset1(b);
-  for (j = 0; j < C; j += W) {
-    const int r = C - j < W ? int(C - j) : W;
+  const vf va = vset1(vreduce_add(vadd(sg0, sg1)) * invC);     // mean(g)
+  const vf vb = vset1(vreduce_add(vadd(sgx0, sgx1)) * invC);   // mean(g * xhat)
+  // pass 2: dx, and the parameter-gradient partials (dweight += dout * xhat, dbias += dout)
+  auto step = [&](i64 k, int r) {
     const bool full = r == W;
-    const vf xh = vmul(vsub(full ? vload(x + j) : vload_part(x + j, r), vm), vr);
-    const vf d = full ? vload(dout + j) : vload_part(dout + j, r);
-    const vf g = weight ? vmul(d, full ? vload(weight + j) : vload_part(weight + j, r)) : d;
+    const vf xh = vmul(vsub(full ? vload(x + k) : vload_part(x + k, r), vm), vr);
+    const vf d = full ? vload(dout + k) : vload_part(dout + k, r);
+    const vf g = HW ? vmul(d, full ? vload(weight + k) : vload_part(weight + k, r)) : d;
     const vf dxv = vmul(vr, vsub(vsub(g, va), vmul(xh, vb)));
-    if (full) vput<NT>(dx + j, dxv);
-    else vstore_part(dx + j, dxv, r);
-    if (dw_acc) {   // dweight += dout * xhat (out = xhat * weight + bias), dbias += dout
+    if (full) vput<NT>(dx + k, dxv);
+    else vstore_part(dx + k, dxv, r);
+    if (PG) {
       if (full) {
-        vstore(dw_acc + j, vfma(d, xh, vload(dw_acc + j)));
-        vstore(db_acc + j, vadd(d, vload(db_acc + j)));
+        vstore(dw_acc + k, vfma(d, xh, vload(dw_acc + k)));
+        vstore(db_acc + k, vadd(d, vload(db_acc + k)));
       } else {
-        vstore_part(dw_acc + j, vfma(d, xh, vload_part(dw_acc + j, r)), r);
-        vstore_part(db_acc + j, vadd(d, vload_part(db_acc + j, r)), r);
+        vstore_part(dw_acc + k, vfma(d, xh, vload_part(dw_acc + k, r)), r);
+        vstore_part(db_acc + k, vadd(d, vload_part(db_acc + k, r)), r);
       }
     }
+  };
+  j = 0;
+  if (pf_x) {
+    // one line of each next-row array per kLineFloats floats of this row
+    for (; j + kLineFloats <= C; j += kLineFloats) {
+      __builtin_prefetch(pf_x + j, 0, 3);
+      __builtin_prefetch(pf_dout + j, 0, 3);
+      for (i64 k = j; k < j + kLineFloats; k += W) step(k, W);
+    }
   }
+  for (; j + W <= C; j += W) step(j, W);
+  if (j < C) step(j, int(C - j));
+}
+
+template <bool HW, bool PG, bool NT>
+void rows_backward(float* dx, float* dw, float* db, const float* dout, const float* x, const float* mean,
+                   const float* rstd, const float* weight, i64 C, i64 r0, i64 r1) {
+  for (i64 i = r0; i < r1; ++i) {
+    const bool more = i + 1 < r1;
+    row_backward<HW, PG, NT>(dx + i * C, dw, db, dout + i * C, x + i * C, weight, mean[i], rstd[i], C,
+                             more ? dout + (i + 1) * C : nullptr, more ? x + (i + 1) * C : nullptr);
+  }
+  if (NT) _mm_sfence();
 }
 
 void layernorm_backward(float* dx, float* dweight, float* dbias, const float* dout, const float* x,
@@ -194,13 +218,13 @@ void layernorm_backward(float* dx, float* dweight, float* dbias, const float* do
   const bool params = dweight != nullptr;
   const bool nt = stream_ok(dx, N * C, C);   // dx with streaming stores
   auto rows = [&](float* dw, float* db, i64 r0, i64 r1) {
+    const bool hw = weight != nullptr, pg = dw != nullptr;
     if (nt) {
-      for (i64 i = r0; i < r1; ++i)
-        row_backward<true>(dx + i * C, dw, db, dout + i * C, x + i * C, weight, mean[i], rstd[i], C);
-      _mm_sfence();
+      if (hw) (pg ? rows_backward<true, true, true> : rows_backward<true, false, true>)(dx, dw, db, dout, x, mean, rstd, weight, C, r0, r1);
+      else (pg ? rows_backward<false, true, true> : rows_backward<false, false, true>)(dx, dw, db, dout, x, mean, rstd, weight, C, r0, r1);
     } else {
-      for (i64 i = r0; i < r1; ++i)
-        row_backward<false>(dx + i * C, dw, db, dout + i * C, x + i * C, weight, mean[i], rstd[i], C);
+      if (hw) (pg ? rows_backward<true, true, false> : rows_backward<true, false, false>)(dx, dw, db, dout, x, mean, rstd, weight, C, r0, r1);
+      else (pg ? rows_backward<false, true, false> : rows_backward<false, false, false>)(dx, dw, db, dout, x, mean, rstd, weight, C, r0, r1);
     }
   };
   if (!params) {
