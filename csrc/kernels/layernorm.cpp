@@ -135,8 +135,7 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* x, con
 //   dx = rstd * (g - mean(g) - xhat * mean(g * xhat));
 // the row's contributions dout * xhat (dweight) and dout (dbias) are added into dw_acc, db_acc.
 // HW: weight given;  PG: parameter gradients wanted (dw_acc, db_acc);  NT: streaming dx stores.
-// pf_dout / pf_x: the next row (or null): pass 2, which works in L1 and requests no lines,
-// prefetches one of its lines per vector step, so the next pass 1 does not start on misses.
+// pf_dout / pf_x: the next row (or null), prefetched during pass 2 (see for_row_vectors).
 template <bool HW, bool PG, bool NT>
 IRF_INLINE void row_backward(float* dx, float* dw_acc, float* db_acc, const float* dout, const float* x,
                              const float* weight, float mean, float rstd, i64 C,
@@ -187,17 +186,7 @@ IRF_INLINE void row_backward(float* dx, float* dw_acc, float* db_acc, const floa
       }
     }
   };
-  j = 0;
-  if (pf_x) {
-    // one line of each next-row array per kLineFloats floats of this row
-    for (; j + kLineFloats <= C; j += kLineFloats) {
-      __builtin_prefetch(pf_x + j, 0, 3);
-      __builtin_prefetch(pf_dout + j, 0, 3);
-      for (i64 k = j; k < j + kLineFloats; k += W) step(k, W);
-    }
-  }
-  for (; j + W <= C; j += W) step(j, W);
-  if (j < C) step(j, int(C - j));
+  for_row_vectors(C, pf_x, pf_dout, step);
 }
 
 template <bool HW, bool PG, bool NT>

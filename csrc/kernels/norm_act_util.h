@@ -44,6 +44,27 @@ IRF_INLINE void prefetch_row(const float* p, i64 C) {
   for (i64 j = 0; j < C; j += kLineFloats) __builtin_prefetch(p + j, 0, 3);
 }
 
+// The backward kernels read two rows (dout and x or out) in a first pass, then make a second
+// pass over them in L1 that requests no lines.  for_row_vectors runs that second pass,
+// step(k, W) over the full vectors of a row of C floats then step(k, r) on a tail of r < W, and
+// while doing so prefetches the next rows pf_a and pf_b (null: none), one line of each per
+// line of this row: the prefetches are spread over the pass instead of bunched at the row start.
+// (Zen 3, 2048x768, layernorm backward: +30-50% over no prefetch; a whole-row prefetch at the
+// row start was 5-20% slower than none.)
+template <class Step>
+IRF_INLINE void for_row_vectors(i64 C, const float* pf_a, const float* pf_b, Step&& step) {
+  i64 j = 0;
+  if (pf_a) {
+    for (; j + kLineFloats <= C; j += kLineFloats) {
+      __builtin_prefetch(pf_a + j, 0, 3);
+      __builtin_prefetch(pf_b + j, 0, 3);
+      for (i64 k = j; k < j + kLineFloats; k += W) step(k, W);
+    }
+  }
+  for (; j + W <= C; j += W) step(j, W);
+  if (j < C) step(j, int(C - j));
+}
+
 // Elements per parallel block of the elementwise kernels, and the minimum work per thread.
 constexpr i64 kBlock = 256;
 constexpr i64 kMinElemsPerThread = 1 << 14;

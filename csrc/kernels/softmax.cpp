@@ -111,6 +111,9 @@ IRF_INLINE void softmax_bwd_rows(float* dx, const float* dout, const float* out,
     const float* di = dout + i * C;
     const float* yi = out + i * C;
     float* gi = dx + i * C;
+    const bool more = i + 1 < r1;   // the next row, prefetched during the second pass
+    const float* pf_d = more ? di + C : nullptr;
+    const float* pf_y = more ? yi + C : nullptr;
     vf s0 = vzero(), s1 = vzero();
     i64 j = 0;
     if (!log) {
@@ -123,11 +126,10 @@ IRF_INLINE void softmax_bwd_rows(float* dx, const float* dout, const float* out,
         s0 = vfma(vload_part(di + j, r), vload_part(yi + j, r), s0);
       }
       const vf dot = vset1(vreduce_add(vadd(s0, s1)));
-      for (j = 0; j + W <= C; j += W) vput<NT>(gi + j, vmul(vload(yi + j), vsub(vload(di + j), dot)));
-      if (j < C) {
-        const int r = int(C - j);
-        vstore_part(gi + j, vmul(vload_part(yi + j, r), vsub(vload_part(di + j, r), dot)), r);
-      }
+      for_row_vectors(C, pf_d, pf_y, [&](i64 k, int r) {
+        if (r == W) vput<NT>(gi + k, vmul(vload(yi + k), vsub(vload(di + k), dot)));
+        else vstore_part(gi + k, vmul(vload_part(yi + k, r), vsub(vload_part(di + k, r), dot)), r);
+      });
     } else {
       for (; j + 2 * W <= C; j += 2 * W) {
         s0 = vadd(s0, vload(di + j));
@@ -135,12 +137,10 @@ IRF_INLINE void softmax_bwd_rows(float* dx, const float* dout, const float* out,
       }
       for (; j < C; j += W) s0 = vadd(s0, vload_part(di + j, C - j < W ? int(C - j) : W));
       const vf sum = vset1(vreduce_add(vadd(s0, s1)));
-      for (j = 0; j + W <= C; j += W)
-        vput<NT>(gi + j, vsub(vload(di + j), vmul(vexp_nonpos(vload(yi + j)), sum)));
-      if (j < C) {
-        const int r = int(C - j);
-        vstore_part(gi + j, vsub(vload_part(di + j, r), vmul(vexp_nonpos(vload_part(yi + j, r)), sum)), r);
-      }
+      for_row_vectors(C, pf_d, pf_y, [&](i64 k, int r) {
+        if (r == W) vput<NT>(gi + k, vsub(vload(di + k), vmul(vexp_nonpos(vload(yi + k)), sum)));
+        else vstore_part(gi + k, vsub(vload_part(di + k, r), vmul(vexp_nonpos(vload_part(yi + k, r)), sum)), r);
+      });
     }
   }
   if (NT) _mm_sfence();
