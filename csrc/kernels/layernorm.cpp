@@ -75,34 +75,43 @@ IRF_INLINE float row_sqdev(const float* x, float m, i64 C, float& sd) {
 }
 
 // out = (x - mean) * rstd * weight + bias, one row (x - mean first: exact for large offsets);
-// NT: streaming stores (then C is a multiple of W and out vector-aligned, see stream_ok)
-template <bool NT>
+// NT: streaming stores (then C is a multiple of W and out vector-aligned, see stream_ok);
+// pf: a row to prefetch meanwhile (or null), see for_row_vectors.
+template <bool NT, bool HW, bool HB>
 IRF_INLINE void row_normalize(float* out, const float* x, const float* weight, const float* bias, float mean,
-                              float rstd, i64 C) {
+                              float rstd, i64 C, const float* pf) {
   const vf vr = vset1(rstd), vm = vset1(mean);
-  i64 j = 0;
-  if (weight) {
-    for (; j + W <= C; j += W) {
-      const vf xh = vmul(vsub(vload(x + j), vm), vr);
-      vput<NT>(out + j, bias ? vfma(xh, vload(weight + j), vload(bias + j)) : vmul(xh, vload(weight + j)));
-    }
-    if (j < C) {
-      const int r = int(C - j);
-      const vf xh = vmul(vsub(vload_part(x + j, r), vm), vr);
-      vstore_part(out + j, bias ? vfma(xh, vload_part(weight + j, r), vload_part(bias + j, r))
-                                : vmul(xh, vload_part(weight + j, r)), r);
-    }
-  } else {
-    for (; j + W <= C; j += W) {
-      const vf xh = vmul(vsub(vload(x + j), vm), vr);
-      vput<NT>(out + j, bias ? vadd(xh, vload(bias + j)) : xh);
-    }
-    if (j < C) {
-      const int r = int(C - j);
-      const vf xh = vmul(vsub(vload_part(x + j, r), vm), vr);
-      vstore_part(out + j, bias ? vadd(xh, vload_part(bias + j, r)) : xh, r);
-    }
+  for_row_vectors(C, pf, nullptr, [&](i64 j, int r) {
+    const bool full = r == W;
+    const vf xh = vmul(vsub(full ? vload(x + j) : vload_part(x + j, r), vm), vr);
+    vf y = xh;
+    if (HW && HB) y = vfma(xh, full ? vload(weight + j) : vload_part(weight + j, r), full ? vload(bias + j) : vload_part(bias + j, r));
+    else if (HW) y = vmul(xh, full ? vload(weight + j) : vload_part(weight + j, r));
+    else if (HB) y = vadd(xh, full ? vload(bias + j) : vload_part(bias + j, r));
+    if (full) vput<NT>(out + j, y);
+    else vstore_part(out + j, y, r);
+  });
+}
+
+template <bool NT, bool HW, bool HB>
+void layernorm_rows(float* out, float* mean, float* rstd, const float* x, const float* weight,
+                    const float* bias, i64 C, float eps, i64 r0, i64 r1) {
+  for (i64 i = r0; i < r1; ++i) {
+    const float* xi = x + i * C;
+    const float m0 = row_sum(xi, C) / float(C);                // mean ~ sum(x) / C
+    float sd;
+    const float ss = row_sqdev(xi, m0, C, sd);
+    const float dm = sd / float(C);
+    const float m = m0 + dm;                                    // mean = sum(x) / C, corrected
+    float var = ss / float(C) - dm * dm;                        // var = sum((x - mean)^2) / C
+    var = var > 0.f ? var : 0.f;
+    const float rs = 1.f / std::sqrt(var + eps);               // rstd = 1 / sqrt(var + eps)
+    mean[i] = m;
+    rstd[i] = rs;
+    // out = xhat * weight + bias, prefetching the next row
+    row_normalize<NT, HW, HB>(out + i * C, xi, weight, bias, m, rs, C, i + kRowAhead < r1 ? xi + kRowAhead * C : nullptr);
   }
+  if (NT) _mm_sfence();
 }
 
 void layernorm_forward(float* out, float* mean, float* rstd, const float* x, const float* weight,
@@ -110,23 +119,14 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* x, con
   if (N <= 0 || C <= 0) return;
   const bool nt = stream_ok(out, N * C, C);
   parallel_for(N, min_rows(C), nthreads, [&](i64 r0, i64 r1) {
-    for (i64 i = r0; i < r1; ++i) {
-      const float* xi = x + i * C;
-      if (i + kRowAhead < r1) prefetch_row(xi + kRowAhead * C, C);
-      const float m0 = row_sum(xi, C) / float(C);                // mean ~ sum(x) / C
-      float sd;
-      const float ss = row_sqdev(xi, m0, C, sd);
-      const float dm = sd / float(C);
-      const float m = m0 + dm;                                    // mean = sum(x) / C, corrected
-      float var = ss / float(C) - dm * dm;                        // var = sum((x - mean)^2) / C
-      var = var > 0.f ? var : 0.f;
-      const float rs = 1.f / std::sqrt(var + eps);               // rstd = 1 / sqrt(var + eps)
-      mean[i] = m;
-      rstd[i] = rs;
-      if (nt) row_normalize<true>(out + i * C, xi, weight, bias, m, rs, C);   // out = xhat * weight + bias
-      else row_normalize<false>(out + i * C, xi, weight, bias, m, rs, C);
-    }
-    if (nt) _mm_sfence();
+    const int k = (nt ? 4 : 0) + (weight ? 2 : 0) + (bias ? 1 : 0);
+    using Fn = void (*)(float*, float*, float*, const float*, const float*, const float*, i64, float, i64, i64);
+    static constexpr Fn fns[8] = {
+        layernorm_rows<false, false, false>, layernorm_rows<false, false, true>,
+        layernorm_rows<false, true, false>,  layernorm_rows<false, true, true>,
+        layernorm_rows<true, false, false>,  layernorm_rows<true, false, true>,
+        layernorm_rows<true, true, false>,   layernorm_rows<true, true, true>};
+    fns[k](out, mean, rstd, x, weight, bias, C, eps, r0, r1);
   });
 }
 

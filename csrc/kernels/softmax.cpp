@@ -70,21 +70,23 @@ IRF_INLINE void softmax_rows(float* out, float* e, const float* x, i64 r0, i64 r
   for (i64 i = r0; i < r1; ++i) {
     const float* xi = x + i * C;
     float* yi = out + i * C;
-    if (i + kRowAhead < r1) prefetch_row(xi + kRowAhead * C, C);
+    const float* pf = i + kRowAhead < r1 ? xi + kRowAhead * C : nullptr;   // prefetched in the last pass
     const float m = row_max(xi, C);
     if (!log) {
       float* ei = NT ? e : yi;
       const float s = row_sumexp(ei, xi, m, C);      // ei = exp(x - max), s = sum
       const vf inv = vset1(1.f / s);
-      i64 j = 0;
-      for (; j + W <= C; j += W) vput<NT>(yi + j, vmul(vload(ei + j), inv));   // out = exp / s
-      if (j < C) vstore_part(yi + j, vmul(vload_part(ei + j, int(C - j)), inv), int(C - j));
+      for_row_vectors(C, pf, nullptr, [&](i64 j, int r) {   // out = exp / s
+        if (r == W) vput<NT>(yi + j, vmul(vload(ei + j), inv));
+        else vstore_part(yi + j, vmul(vload_part(ei + j, r), inv), r);
+      });
     } else {
       // out = x - max - log(sum exp(x - max)); x - max first (exact for large |x|)
       const vf vl = vset1(std::log(row_sumexp(nullptr, xi, m, C))), vm = vset1(m);
-      i64 j = 0;
-      for (; j + W <= C; j += W) vput<NT>(yi + j, vsub(vsub(vload(xi + j), vm), vl));
-      if (j < C) vstore_part(yi + j, vsub(vsub(vload_part(xi + j, int(C - j)), vm), vl), int(C - j));
+      for_row_vectors(C, pf, nullptr, [&](i64 j, int r) {
+        if (r == W) vput<NT>(yi + j, vsub(vsub(vload(xi + j), vm), vl));
+        else vstore_part(yi + j, vsub(vsub(vload_part(xi + j, r), vm), vl), r);
+      });
     }
   }
   if (NT) _mm_sfence();
