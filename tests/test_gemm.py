@@ -282,6 +282,28 @@ class TestErrors:
         with pytest.raises(ValueError, match=r"batch sizes differ: a \(2, 3, 4\) and b \(3, 4, 5\)"):
             matmul(np.ones((2, 3, 4), np.float32), np.ones((3, 4, 5), np.float32))
 
+    def test_equivalent_dtype_objects(self):
+        # an unpickled (or deep-copied) array carries its own float32 dtype object, equal to but
+        # not the same as np.dtype(np.float32): accepted everywhere; byte-swapped '>f4' is not
+        import copy
+        import pickle
+        from ironformer import ops
+        rng = np.random.default_rng(0)
+        a = rng.standard_normal((5, 7), dtype=np.float32)
+        b = rng.standard_normal((7, 3), dtype=np.float32)
+        ua, ub = pickle.loads(pickle.dumps(a)), copy.deepcopy(b)
+        uo = pickle.loads(pickle.dumps(np.zeros((5, 3), np.float32)))
+        assert ua.dtype is not np.dtype(np.float32) or ub.dtype is not np.dtype(np.float32)
+        np.testing.assert_array_equal(matmul(ua, ub, out=uo), matmul(a, b))
+        np.testing.assert_array_equal(ops.gelu_forward(ua), ops.gelu_forward(a))
+        q = pickle.loads(pickle.dumps(rng.standard_normal((1, 2, 4, 8), dtype=np.float32)))
+        mask = pickle.loads(pickle.dumps(np.array([[True, True, False, True]])))
+        np.testing.assert_array_equal(ops.attention_forward(q, q, q, key_mask=mask)[0],
+                                      ops.attention_forward(q.copy(), q.copy(), q.copy(),
+                                                            key_mask=mask.copy())[0])
+        with pytest.raises(TypeError, match="a must be float32, got >f4"):
+            matmul(a.astype(">f4"), b)
+
     def test_out(self):
         a, b = np.ones((3, 4), np.float32), np.ones((4, 2), np.float32)
         with pytest.raises(ValueError, match=r"out has shape \(3, 3\), expected \(3, 2\)"):

@@ -56,7 +56,7 @@ AttentionArgs make_args(const char* op, const py::array& q, const py::array& k, 
     if (!py::isinstance<py::array>(key_mask))
       throw py::type_error(o + "key_mask must be a numpy.ndarray of bool or uint8");
     py::array m = py::reinterpret_borrow<py::array>(key_mask);
-    if (!m.dtype().is(py::dtype::of<bool>()) && !m.dtype().is(py::dtype::of<std::uint8_t>()))
+    if (!is_dtype<bool>(m.dtype()) && !is_dtype<std::uint8_t>(m.dtype()))
       throw py::type_error(o + "key_mask must be bool or uint8, got " + std::string(py::str(m.dtype())));
     if (m.ndim() != 2 || m.shape(0) != a.B || m.shape(1) != a.Tk)
       throw std::invalid_argument(o + "key_mask has shape " + shape_str(m) + ", expected (B, Tk) = " +

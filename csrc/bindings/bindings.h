@@ -43,6 +43,15 @@ std::string shape_str(const py::array& a);
 // Checks dtype float32 (TypeError "<name> must be float32, got ..."), min_nd <= ndim <= max_nd
 // (max 4), writability and element-multiple strides (ValueError), and returns the view.
 View view(const py::array& a, const char* name, bool writable, int min_nd, int max_nd);
+
+// Whether dtype d is T's: the same dtype object (the common case, one pointer compare) or an
+// equivalent one (numpy's own test: an unpickled or deep-copied array carries its own float32
+// descriptor object; a byte-swapped '>f4' is not equivalent and is rejected).
+template <class T>
+bool is_dtype(const py::dtype& d) {
+  const py::dtype want = py::dtype::of<T>();
+  return d.is(want) || py::detail::npy_api::get().PyArray_EquivTypes_(d.ptr(), want.ptr());
+}
 // Conservative overlap test of the memory two views span (like np.may_share_memory).
 bool overlaps(const View& x, const View& y);
 

@@ -25,7 +25,7 @@ py::array f32_array(const py::handle& obj, const std::string& op, const char* na
     throw py::type_error(op + ": " + name + " must be a numpy.ndarray of float32, got " +
                          std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
   py::array a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(py::dtype::of<float>()))
+  if (!is_dtype<float>(a.dtype()))
     throw py::type_error(op + ": " + name + " must be float32, got " + std::string(py::str(a.dtype())) + hint);
   return a;
 }
@@ -53,7 +53,7 @@ std::string shape_str(const py::array& a) {
 }
 
 View view(const py::array& a, const char* name, bool writable, int min_nd, int max_nd) {
-  if (!a.dtype().is(py::dtype::of<float>()))
+  if (!is_dtype<float>(a.dtype()))
     throw py::type_error(std::string(name) + " must be float32, got " + std::string(py::str(a.dtype())));
   if (a.ndim() < min_nd || a.ndim() > max_nd)
     throw std::invalid_argument(std::string(name) + " must have " + std::to_string(min_nd) + " to " +

@@ -48,7 +48,7 @@ py::array matmul_binding(py::object a_obj, py::object b_obj, bool trans_a, bool 
     throw py::type_error("matmul: out must be a numpy.ndarray of float32");
   py::array out = out_obj.is_none() ? (batched ? new_f32({p.batch, p.M, p.N}) : new_f32({p.M, p.N}))
                                     : py::reinterpret_borrow<py::array>(out_obj);
-  if (!out.dtype().is(py::dtype::of<float>()))
+  if (!is_dtype<float>(out.dtype()))
     throw py::type_error("matmul: out must be float32, got " + std::string(py::str(out.dtype())));
   const View C = view(out, "matmul: out", true, 0, 4);
   const bool shape_ok = C.ndim == (batched ? 3 : 2) && C.shape[C.ndim - 2] == p.M && C.shape[C.ndim - 1] == p.N &&
