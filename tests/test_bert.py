@@ -97,14 +97,17 @@ def test_parity_forward_pooler_grads(hf, tmp_path, numpy_path, pack, monkeypatch
     ref_grads = {k: v.grad for k, v in ref.named_parameters()}
     names = [k for k, _ in model.named_parameters()]
     assert set(names) == set(ref_grads)
-    # key.bias has an exactly-zero true gradient (softmax is shift invariant): compare every
-    # gradient relative to its own max, floored at 1e-3 of the largest gradient anywhere
+    # key.bias has an exactly-zero true gradient (softmax is shift invariant): its float32 value
+    # is the rounding residue of a sum of dk rows as large as the query.bias terms (~6 here).
+    # Compare every gradient relative to its own max, floored at 1e-2 of the largest gradient
+    # anywhere: an absolute 1e-6 * gscale, ~3x the absolute errors of the largest gradients
+    # (query/key weight, ~8e-6 = 3e-7 * gscale); a wrong key.bias gradient is O(1).
     gscale = max(float(np.abs(g.numpy()).max()) for g in ref_grads.values())
     for name, p in model.named_parameters():
         g_ref = ref_grads[name].numpy()
         assert p.grad is not None, name
         err = float(np.max(np.abs(p.grad - g_ref)))
-        assert err <= 1e-4 * max(float(np.abs(g_ref).max()), 1e-3 * gscale), (name, err)
+        assert err <= 1e-4 * max(float(np.abs(g_ref).max()), 1e-2 * gscale), (name, err)
 
 
 @pytest.mark.parametrize("pack", [True, False], ids=["packed", "padded"])
