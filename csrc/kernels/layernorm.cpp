@@ -119,14 +119,9 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* x, con
   if (N <= 0 || C <= 0) return;
   const bool nt = stream_ok(out, N * C, C);
   parallel_for(N, min_rows(C), nthreads, [&](i64 r0, i64 r1) {
-    const int k = (nt ? 4 : 0) + (weight ? 2 : 0) + (bias ? 1 : 0);
-    using Fn = void (*)(float*, float*, float*, const float*, const float*, const float*, i64, float, i64, i64);
-    static constexpr Fn fns[8] = {
-        layernorm_rows<false, false, false>, layernorm_rows<false, false, true>,
-        layernorm_rows<false, true, false>,  layernorm_rows<false, true, true>,
-        layernorm_rows<true, false, false>,  layernorm_rows<true, false, true>,
-        layernorm_rows<true, true, false>,   layernorm_rows<true, true, true>};
-    fns[k](out, mean, rstd, x, weight, bias, C, eps, r0, r1);
+    with_flags([&](auto NT, auto HW, auto HB) {
+      layernorm_rows<NT, HW, HB>(out, mean, rstd, x, weight, bias, C, eps, r0, r1);
+    }, nt, weight != nullptr, bias != nullptr);
   });
 }
 
@@ -207,14 +202,9 @@ void layernorm_backward(float* dx, float* dweight, float* dbias, const float* do
   const bool params = dweight != nullptr;
   const bool nt = stream_ok(dx, N * C, C);   // dx with streaming stores
   auto rows = [&](float* dw, float* db, i64 r0, i64 r1) {
-    const bool hw = weight != nullptr, pg = dw != nullptr;
-    if (nt) {
-      if (hw) (pg ? rows_backward<true, true, true> : rows_backward<true, false, true>)(dx, dw, db, dout, x, mean, rstd, weight, C, r0, r1);
-      else (pg ? rows_backward<false, true, true> : rows_backward<false, false, true>)(dx, dw, db, dout, x, mean, rstd, weight, C, r0, r1);
-    } else {
-      if (hw) (pg ? rows_backward<true, true, false> : rows_backward<true, false, false>)(dx, dw, db, dout, x, mean, rstd, weight, C, r0, r1);
-      else (pg ? rows_backward<false, true, false> : rows_backward<false, false, false>)(dx, dw, db, dout, x, mean, rstd, weight, C, r0, r1);
-    }
+    with_flags([&](auto HW, auto PG, auto NT) {
+      rows_backward<HW, PG, NT>(dx, dw, db, dout, x, mean, rstd, weight, C, r0, r1);
+    }, weight != nullptr, dw != nullptr, nt);
   };
   if (!params) {
     parallel_for(N, min_rows(C), nthreads, [&](i64 r0, i64 r1) { rows(nullptr, nullptr, r0, r1); });

@@ -1,6 +1,8 @@
 // norm_act_util.h: loops shared by the norm_act kernel files (layernorm, activations, softmax,
 // bias_add).  Included only by csrc/kernels/*.cpp (compiled once per ISA).
 #pragma once
+#include <type_traits>
+
 #include "simd.h"
 
 namespace irf {
@@ -31,6 +33,16 @@ void parallel_for(i64 n, i64 min_per_thread, int nthreads, F&& body) {
     split_range(n, thread_id(), team_size(), lo, hi);
     if (lo < hi) body(lo, hi);
   }
+}
+
+// with_flags(f, b...) calls f(std::bool_constant<b>{}...): run-time switches (streaming stores,
+// weight given, ...) become template arguments of a row kernel, one instantiation per combination.
+template <class F>
+IRF_INLINE void with_flags(F&& f) { f(); }
+template <class F, class... B>
+IRF_INLINE void with_flags(F&& f, bool b, B... rest) {
+  if (b) with_flags([&](auto... c) { f(std::true_type{}, c...); }, rest...);
+  else with_flags([&](auto... c) { f(std::false_type{}, c...); }, rest...);
 }
 
 // Row prefetching.  The row-wise kernels (layernorm, softmax, log-softmax, forward and backward)
