@@ -67,6 +67,15 @@ void pack_a_panel(float* __restrict dst, const float* a, i64 rs, i64 cs, i64 mr,
       }
       return;
     }
+    if constexpr (MR == 12) {             // 8 + 4 floats per k
+      for (i64 k = 0; k < kc; ++k) {
+        const float* s = a + k * cs;
+        float* d = dst + k * MR;
+        _mm256_storeu_ps(d, _mm256_loadu_ps(s));
+        _mm_storeu_ps(d + 8, _mm_loadu_ps(s + 8));
+      }
+      return;
+    }
 #endif
     for (i64 k = 0; k < kc; ++k) {
       const float* s = a + k * cs;
@@ -90,6 +99,32 @@ void pack_a_panel(float* __restrict dst, const float* a, i64 rs, i64 cs, i64 mr,
         for (int j = 0; j < 7; ++j) _mm256_storeu_ps(d + j * MR, c[j]);
         _mm_storeu_ps(d + 7 * MR, _mm256_castps256_ps128(c[7]));
         _mm_storel_pi(reinterpret_cast<__m64*>(d + 7 * MR + 4), _mm256_extractf128_ps(c[7], 1));
+      }
+      for (; k < kc; ++k)
+        for (int r = 0; r < MR; ++r) dst[k * MR + r] = a[r * rs + k];
+      return;
+    }
+  }
+  if constexpr (MR == 12) {
+    if (mr == MR && cs == 1) {            // row-major A, full panel: 8 k at a time, rows 0-7 by an
+      i64 k = 0;                          // 8x8 register transpose, rows 8-11 by a 4x8 one
+      for (; k + 8 <= kc; k += 8) {
+        __m256 r[8], c[8];
+        for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(a + i * rs + k);
+        transpose8(r, c);
+        const __m256 r8 = _mm256_loadu_ps(a + 8 * rs + k), r9 = _mm256_loadu_ps(a + 9 * rs + k);
+        const __m256 r10 = _mm256_loadu_ps(a + 10 * rs + k), r11 = _mm256_loadu_ps(a + 11 * rs + k);
+        const __m256 t0 = _mm256_unpacklo_ps(r8, r9), t1 = _mm256_unpackhi_ps(r8, r9);
+        const __m256 t2 = _mm256_unpacklo_ps(r10, r11), t3 = _mm256_unpackhi_ps(r10, r11);
+        // u[j] = rows 8..11 at k+j (low half) and at k+j+4 (high half)
+        const __m256 u[4] = {_mm256_shuffle_ps(t0, t2, 0x44), _mm256_shuffle_ps(t0, t2, 0xEE),
+                             _mm256_shuffle_ps(t1, t3, 0x44), _mm256_shuffle_ps(t1, t3, 0xEE)};
+        float* d = dst + k * MR;
+        for (int j = 0; j < 8; ++j) _mm256_storeu_ps(d + j * MR, c[j]);
+        for (int j = 0; j < 4; ++j) {
+          _mm_storeu_ps(d + j * MR + 8, _mm256_castps256_ps128(u[j]));
+          _mm_storeu_ps(d + (j + 4) * MR + 8, _mm256_extractf128_ps(u[j], 1));
+        }
       }
       for (; k < kc; ++k)
         for (int r = 0; r < MR; ++r) dst[k * MR + r] = a[r * rs + k];
@@ -159,7 +194,8 @@ void micro_kernel(i64 kc, const float* __restrict ap, const float* __restrict bp
     acc0[r] = vzero();
     acc1[r] = vzero();
     __builtin_prefetch(c + r * ldc, 1, 3);            // the C tile is needed after the k loop:
-    __builtin_prefetch(c + r * ldc + NR - 1, 1, 3);   // start its (likely L3/DRAM) loads now
+    __builtin_prefetch(c + r * ldc + W, 1, 3);        // start its (likely L3/DRAM) loads now
+    __builtin_prefetch(c + r * ldc + NR - 1, 1, 3);   // (3 lines when C is not 64-byte aligned)
   }
 #pragma GCC unroll 2
   for (i64 k = 0; k < kc; ++k) {
@@ -412,6 +448,30 @@ void gemm_small(const GemmParams& p, const float* A, const float* B, float* C, i
   if (pack_b) team_barrier(nth);   // before the next product overwrites bpack
 }
 
+// Rows k0..k0+nk-1 (kPackRows rows, all in one KC slice) of B (row stride rs, unit column
+// stride, nc columns) into their panels: slice pc starts at bpack + pc*ncpad, panel q of a
+// slice of depth kc at q*NR*kc, row k of the slice at k*NR within it; padding columns zero.
+constexpr i64 kPackRows = 8;
+static_assert(KC % kPackRows == 0, "a group of packed rows must not straddle two KC slices");
+void pack_b_rows(float* __restrict bpack, i64 ncpad, const float* b, i64 rs, i64 k0, i64 nk, i64 K, i64 nc) {
+  const i64 pc = k0 / KC * KC, kc = (K - pc < KC) ? K - pc : KC;
+  const i64 nfull = nc / NR;
+  for (i64 k = k0; k < k0 + nk; ++k) {
+    const float* src = b + k * rs;
+    float* dst = bpack + pc * ncpad + (k - pc) * NR;
+    for (i64 q = 0; q < nfull; ++q) {
+      vstore(dst + q * NR * kc, vload(src + q * NR));
+      vstore(dst + q * NR * kc + W, vload(src + q * NR + W));
+    }
+    if (nfull * NR < nc) {
+      float* d = dst + nfull * NR * kc;
+      const i64 n = nc - nfull * NR;
+      for (i64 j = 0; j < n; ++j) d[j] = src[nfull * NR + j];
+      for (i64 j = n; j < NR; ++j) d[j] = 0.f;
+    }
+  }
+}
+
 // Columns of B packed at once: all of K for ncb columns, capped so the packed block (K x ncb
 // floats) stays under 16 MiB (B is streamed once per row-block task, ~36 FMAs per byte, so the
 // block need not fit in cache) and at NC columns.  N is split into equal column blocks: every
@@ -531,6 +591,17 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
     const i64 ncpad = npan * NR;   // slice pc of the packed block starts at bpack + pc * ncpad
 
     // Phase 1: pack all of B(:, jc:jc+nc), every KC slice, panels taken dynamically.
+    // Row-major B (unit column stride): items are groups of kPackRows rows, each read
+    // sequentially and scattered 2W at a time into every panel (streams B once, in order).
+    if (p.b_cs == 1) {
+      const i64 nitems = ceil_div(K, kPackRows);
+      for (i64 it = next_item(counter, base); it < nitems; it = next_item(counter, base)) {
+        const i64 k0 = it * kPackRows;
+        pack_b_rows(bpack, ncpad, B + jc, p.b_rs, k0, (K - k0 < kPackRows) ? K - k0 : kPackRows, K, nc);
+      }
+      base += nitems + nth;
+      team_barrier(nth);
+    } else {
     const i64 nslices = ceil_div(K, KC);
     const i64 nitems = nslices * npan;
     for (i64 it = next_item(counter, base); it < nitems; it = next_item(counter, base)) {
@@ -542,6 +613,7 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
     }
     base += nitems + nth;   // every thread overshoots the counter exactly once per phase
     team_barrier(nth);
+    }
 
     // Phase 2: independent tasks (row block x panel group) over the whole K, taken
     // dynamically so a thread slowed by another process does less of the work.  Each C tile
