@@ -193,12 +193,8 @@ void micro_kernel(i64 kc, const float* __restrict ap, const float* __restrict bp
   for (int r = 0; r < MR; ++r) {
     acc0[r] = vzero();
     acc1[r] = vzero();
-    __builtin_prefetch(c + r * ldc, 1, 3);            // the C tile is needed after the k loop:
-    __builtin_prefetch(c + r * ldc + W, 1, 3);        // start its (likely L3/DRAM) loads now
-    __builtin_prefetch(c + r * ldc + NR - 1, 1, 3);   // (3 lines when C is not 64-byte aligned)
   }
-#pragma GCC unroll 2
-  for (i64 k = 0; k < kc; ++k) {
+  auto step = [&]() __attribute__((always_inline)) {
     const vf b0 = vload(bp), b1 = vload(bp + W);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
@@ -208,7 +204,21 @@ void micro_kernel(i64 kc, const float* __restrict ap, const float* __restrict bp
     }
     ap += MR;
     bp += NR;
+  };
+  // The C tile is needed after the k loop: start its (likely L3) loads now, one row per k step
+  // (3 lines: C rows are rarely 64-byte aligned) rather than all 3*MR lines in one burst.
+  const i64 kp = kc < MR ? kc : MR;
+  i64 k = 0;
+#pragma GCC unroll 1
+  for (; k < kp; ++k) {
+    const float* cr = c + k * ldc;
+    __builtin_prefetch(cr, 1, 3);
+    __builtin_prefetch(cr + W, 1, 3);
+    __builtin_prefetch(cr + NR - 1, 1, 3);
+    step();
   }
+#pragma GCC unroll 2
+  for (; k < kc; ++k) step();
   if (mr == MR && nr == NR) {
     vf bias0 = vzero(), bias1 = vzero();
     if (bias) { bias0 = vload(bias); bias1 = vload(bias + W); }
