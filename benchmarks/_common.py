@@ -16,6 +16,19 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def aligned_copy(a):
+    """A C-contiguous copy of numpy array a whose data starts on a 64-byte boundary.  numpy puts
+    large arrays 16 bytes past one (after malloc's header), so every 64-byte vector load of a row
+    splits across two cache lines; each library's own allocator (PyTorch's, ironformer's outputs)
+    aligns to 64 bytes, which is what kernels see inside a training step."""
+    import numpy as np
+    buf = np.empty(a.nbytes + 64, np.uint8)
+    off = (-buf.ctypes.data) % 64
+    out = buf[off:off + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
 # Seconds to wait before timing a library that just ran after another one.  Each library keeps
 # its own thread pool, and idle workers keep spinning for a while after a parallel region
 # (libgomp ~1 ms, OpenBLAS yield-spins for tens of ms).  On a 2-core machine the spinning
