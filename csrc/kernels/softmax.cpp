@@ -117,9 +117,10 @@ IRF_INLINE void softmax_bwd_rows(float* dx, const float* dout, const float* out,
     const float* di = dout + i * C;
     const float* yi = out + i * C;
     float* gi = dx + i * C;
-    const bool more = i + 1 < r1;   // the next row, prefetched during the second pass
-    const float* pf_d = more ? di + C : nullptr;
-    const float* pf_y = more ? yi + C : nullptr;
+    const i64 ahead = i + kBwdRowAhead < r1 ? kBwdRowAhead : 1;   // the row prefetched during
+    const bool more = i + ahead < r1;                               // the second pass
+    const float* pf_d = more ? di + ahead * C : nullptr;
+    const float* pf_y = more ? yi + ahead * C : nullptr;
     vf s0 = vzero(), s1 = vzero();
     i64 j = 0;
     if (!log) {
