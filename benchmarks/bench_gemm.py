@@ -1,6 +1,6 @@
 """SGEMM: ironformer vs numpy (OpenBLAS) vs PyTorch (MKL), side by side in one process.
 
-    python benchmarks/bench_gemm.py [--threads 1 2] [--repeats 15] [--quick]
+    python benchmarks/bench_gemm.py [--threads 1 2] [--repeats 15] [--quick] [--keep-openblas-env]
 
 For each thread count and shape, the three libraries run interleaved (round-robin, after
 warm-up; at 2+ threads each sample starts after a pause that lets the previous library's
@@ -16,12 +16,23 @@ import statistics
 import sys
 import time
 
-import numpy as np
+# numpy's OpenBLAS chooses its kernels when it loads, and OPENBLAS_CORETYPE (with the cache-size
+# hint OPENBLAS_L2_SIZE) set in the environment overrides that: this project's machines set
+# Haswell, which on an AVX-512 CPU holds numpy to about half its speed.  The comparison is with
+# numpy at its best, so the script re-runs itself with both unset, unless asked to keep them.
+_OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+if (__name__ == "__main__" and "--keep-openblas-env" not in sys.argv
+        and any(v in os.environ for v in _OPENBLAS_VARS)):
+    os.environ["IRF_BENCH_UNSET"] = " ".join(f"{v}={os.environ.pop(v)}" for v in _OPENBLAS_VARS
+                                             if v in os.environ)
+    os.execv(sys.executable, [sys.executable] + sys.argv)
 
-import ironformer as irf
-from ironformer import _C
+import numpy as np  # noqa: E402  (after the re-run above)
 
-from _common import cpu_model, settle
+import ironformer as irf  # noqa: E402
+from ironformer import _C  # noqa: E402
+
+from _common import cpu_model, settle  # noqa: E402
 
 try:
     import torch
@@ -114,6 +125,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=11)
     p.add_argument("--quick", action="store_true", help="fewer repeats, for a smoke run")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.add_argument("--keep-openblas-env", action="store_true",
+                   help="keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE as set (default: rerun without them)")
     args = p.parse_args(argv)
     repeats = 3 if args.quick else args.repeats
     rng = np.random.default_rng(0)
@@ -121,6 +134,9 @@ def main(argv=None):
           f" | torch {torch.__version__ if torch else 'not installed'} | python {sys.version.split()[0]}")
     if threadpool_limits is None:
         print("note: threadpoolctl not installed; numpy uses its default thread count")
+    if os.environ.get("IRF_BENCH_UNSET"):
+        print(f"note: unset {os.environ['IRF_BENCH_UNSET']} so that numpy's OpenBLAS uses its own"
+              " kernels for this CPU (--keep-openblas-env keeps them)")
     if os.environ.get("OPENBLAS_CORETYPE"):
         print(f"note: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} is set (may slow numpy)")
     shortfalls = []
