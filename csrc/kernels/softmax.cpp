@@ -91,15 +91,6 @@ IRF_INLINE void softmax_rows(float* out, const float* x, i64 r0, i64 r1, i64 C, 
   if (NT) _mm_sfence();
 }
 
-// Streaming stores with several threads: kept on AVX2 (softmax backward +9% at 2 threads on
-// Zen 3), dropped on AVX-512, where on a Zen 5 (1 MiB L2, 32 MiB L3; 2048x768, 2 threads, A/B
-// in both orders, three batches of runs) plain stores were faster: softmax fwd+bwd +7-19%,
-// log-softmax +28-64%.  With one thread streaming stays (within noise there).  Layernorm and
-// GELU at 2 threads measured neutral and 18-24% slower without streaming: they keep it.
-bool stream_rows(const float* p, i64 N, i64 C, int nthreads) {
-  return stream_ok(p, N * C, C) && (W < 16 || nthreads <= 1);
-}
-
 void softmax_forward(float* out, const float* x, i64 N, i64 C, bool log, int nthreads) {
   if (N <= 0 || C <= 0) return;
   const bool nt = log && stream_rows(out, N, C, nthreads);
