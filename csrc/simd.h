@@ -164,9 +164,18 @@ IRF_INLINE void vstream(float* p, vf v) {
 // stream_ok: that size and a vector-aligned destination (outputs the bindings allocate are
 // 64-byte aligned; a caller's out= array may not be, and is then written normally), written in
 // rows of `row` floats that each start vector-aligned (row a multiple of W).
+// With several threads the AVX-512 build streams only outputs of 16 MiB or more (half a 32 MiB
+// L3): on an AVX-512 Zen 5, 2 threads, 6 MB outputs (2048x768) were faster with plain stores
+// (A/B in both orders: GELU erf forward +27%, softmax fwd+bwd +7-19%, log-softmax +28-64%,
+// layernorm backward +20-29% in three of four batches; layernorm forward +3..+70% in two, -4..-7%
+// in two) while 25 MB ones (GELU at the MLP width) stayed 1-12% faster streamed.  With one
+// thread, and in the AVX2 build (measured on Zen 3, where streaming won at 2 threads too), the
+// 4 MiB threshold applies.
 constexpr i64 kStreamMinFloats = i64(1) << 20;
-IRF_INLINE bool stream_ok(const float* p, i64 n, i64 row = W) {
-  return n >= kStreamMinFloats && row % W == 0 && reinterpret_cast<std::uintptr_t>(p) % (W * sizeof(float)) == 0;
+constexpr i64 kStreamMinFloatsThreads = W >= 16 ? i64(1) << 22 : kStreamMinFloats;
+IRF_INLINE bool stream_ok(const float* p, i64 n, i64 row, int nthreads) {
+  return n >= (nthreads > 1 ? kStreamMinFloatsThreads : kStreamMinFloats) && row % W == 0 &&
+         reinterpret_cast<std::uintptr_t>(p) % (W * sizeof(float)) == 0;
 }
 // vstore, or vstream when NT
 template <bool NT>

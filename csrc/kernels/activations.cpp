@@ -108,7 +108,7 @@ IRF_INLINE void bwd_range(float* dx, const float* dout, const float* saved, i64 
 
 template <int ACT>
 void fwd_impl(float* out, const float* x, i64 n, int nthreads) {
-  const bool nt = stream_ok(out, n);
+  const bool nt = stream_ok(out, n, W, nthreads);
   parallel_elems(n, nthreads, [&](i64 lo, i64 hi) {
     if (nt) fwd_range<ACT, true>(out, x, lo, hi);
     else fwd_range<ACT, false>(out, x, lo, hi);
@@ -117,7 +117,7 @@ void fwd_impl(float* out, const float* x, i64 n, int nthreads) {
 
 template <int ACT>
 void bwd_impl(float* dx, const float* dout, const float* saved, i64 n, int nthreads) {
-  const bool nt = stream_ok(dx, n);
+  const bool nt = stream_ok(dx, n, W, nthreads);
   parallel_elems(n, nthreads, [&](i64 lo, i64 hi) {
     if (nt) bwd_range<ACT, true>(dx, dout, saved, lo, hi);
     else bwd_range<ACT, false>(dx, dout, saved, lo, hi);

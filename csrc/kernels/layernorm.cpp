@@ -117,7 +117,7 @@ void layernorm_rows(float* out, float* mean, float* rstd, const float* x, const 
 void layernorm_forward(float* out, float* mean, float* rstd, const float* x, const float* weight,
                        const float* bias, i64 N, i64 C, float eps, int nthreads) {
   if (N <= 0 || C <= 0) return;
-  const bool nt = stream_ok(out, N * C, C);   // see stream_rows
+  const bool nt = stream_ok(out, N * C, C, nthreads);
   parallel_for(N, min_rows(C), nthreads, [&](i64 r0, i64 r1) {
     with_flags([&](auto NT, auto HW, auto HB) {
       layernorm_rows<NT, HW, HB>(out, mean, rstd, x, weight, bias, C, eps, r0, r1);
@@ -200,7 +200,7 @@ void layernorm_backward(float* dx, float* dweight, float* dbias, const float* do
                         int nthreads) {
   if (N <= 0 || C <= 0) return;
   const bool params = dweight != nullptr;
-  const bool nt = stream_rows(dx, N, C, nthreads);   // dx with streaming stores
+  const bool nt = stream_ok(dx, N * C, C, nthreads);   // dx with streaming stores
   auto rows = [&](float* dw, float* db, i64 r0, i64 r1) {
     with_flags([&](auto HW, auto PG, auto NT) {
       rows_backward<HW, PG, NT>(dx, dw, db, dout, x, mean, rstd, weight, C, r0, r1);

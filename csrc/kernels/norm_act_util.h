@@ -45,18 +45,6 @@ IRF_INLINE void with_flags(F&& f, bool b, B... rest) {
   else with_flags([&](auto... c) { f(std::false_type{}, c...); }, rest...);
 }
 
-// Streaming stores for the outputs of layernorm backward, softmax and log-softmax (see
-// stream_ok): with several threads kept on AVX2 (softmax backward +9% at 2 threads on Zen 3),
-// dropped on AVX-512, where on a Zen 5 (1 MiB L2, 32 MiB L3; 2048x768, 2 threads, A/B in both
-// orders) plain stores were faster: layernorm backward +20-29% in three of four batches (one
-// neutral), softmax fwd+bwd +7-19%, log-softmax +28-64%.  With one thread streaming stays
-// (within noise there).  Layernorm forward keeps streaming at 2 threads (one batch +70% without,
-// two -4..-7%: the machine's noise), and so does GELU (25 MB outputs at the MLP width: 1-24%
-// faster with streaming at 2 threads).
-IRF_INLINE bool stream_rows(const float* p, i64 N, i64 C, int nthreads) {
-  return stream_ok(p, N * C, C) && (W < 16 || nthreads <= 1);
-}
-
 // Row prefetching.  The row-wise kernels (layernorm, softmax, log-softmax, forward and backward)
 // read a row from memory in a first pass, then work on it in L1 in one or two more passes that
 // request no new lines, so the hardware prefetcher stalls and the next row would start with

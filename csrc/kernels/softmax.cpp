@@ -93,7 +93,7 @@ IRF_INLINE void softmax_rows(float* out, const float* x, i64 r0, i64 r1, i64 C, 
 
 void softmax_forward(float* out, const float* x, i64 N, i64 C, bool log, int nthreads) {
   if (N <= 0 || C <= 0) return;
-  const bool nt = log && stream_rows(out, N, C, nthreads);
+  const bool nt = log && stream_ok(out, N * C, C, nthreads);
   parallel_for(N, min_rows(C), nthreads, [&](i64 r0, i64 r1) {
     if (nt) softmax_rows<true>(out, x, r0, r1, C, log);
     else softmax_rows<false>(out, x, r0, r1, C, log);
@@ -146,7 +146,7 @@ IRF_INLINE void softmax_bwd_rows(float* dx, const float* dout, const float* out,
 
 void softmax_backward(float* dx, const float* dout, const float* out, i64 N, i64 C, bool log, int nthreads) {
   if (N <= 0 || C <= 0) return;
-  const bool nt = stream_rows(dx, N, C, nthreads);
+  const bool nt = stream_ok(dx, N * C, C, nthreads);
   parallel_for(N, min_rows(C), nthreads, [&](i64 r0, i64 r1) {
     if (nt) softmax_bwd_rows<true>(dx, dout, out, r0, r1, C, log);
     else softmax_bwd_rows<false>(dx, dout, out, r0, r1, C, log);
