@@ -85,45 +85,34 @@ void pack_a_panel(float* __restrict dst, const float* a, i64 rs, i64 cs, i64 mr,
     return;
   }
 #if defined(__AVX2__)
-  if constexpr (MR == 6) {
-    if (mr == MR && cs == 1) {            // row-major A, full panel: 8 k at a time, 6x8 -> 8x6 in registers
-      i64 k = 0;
+  if constexpr (MR == 6 || MR == 12) {
+    if (mr == MR && cs == 1) {            // row-major A, full panel: 8 k at a time, rows 0..7 by an
+      constexpr int R8 = MR < 8 ? MR : 8; // 8x8 register transpose (MR = 6: 2 zero rows), rows
+      i64 k = 0;                          // 8..11 (MR = 12) by a 4x8 one
       for (; k + 8 <= kc; k += 8) {
         __m256 r[8], c[8];
-        for (int i = 0; i < 6; ++i) r[i] = _mm256_loadu_ps(a + i * rs + k);
-        r[6] = r[7] = _mm256_setzero_ps();
+        for (int i = 0; i < 8; ++i) r[i] = i < R8 ? _mm256_loadu_ps(a + i * rs + k) : _mm256_setzero_ps();
         transpose8(r, c);
-        // column k+j = rows 0..5 (lanes 6, 7 zero); each 8-wide store's last two lanes are
-        // overwritten by the next, the last column is stored as 4 + 2.
         float* d = dst + k * MR;
-        for (int j = 0; j < 7; ++j) _mm256_storeu_ps(d + j * MR, c[j]);
-        _mm_storeu_ps(d + 7 * MR, _mm256_castps256_ps128(c[7]));
-        _mm_storel_pi(reinterpret_cast<__m64*>(d + 7 * MR + 4), _mm256_extractf128_ps(c[7], 1));
-      }
-      for (; k < kc; ++k)
-        for (int r = 0; r < MR; ++r) dst[k * MR + r] = a[r * rs + k];
-      return;
-    }
-  }
-  if constexpr (MR == 12) {
-    if (mr == MR && cs == 1) {            // row-major A, full panel: 8 k at a time, rows 0-7 by an
-      i64 k = 0;                          // 8x8 register transpose, rows 8-11 by a 4x8 one
-      for (; k + 8 <= kc; k += 8) {
-        __m256 r[8], c[8];
-        for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(a + i * rs + k);
-        transpose8(r, c);
-        const __m256 r8 = _mm256_loadu_ps(a + 8 * rs + k), r9 = _mm256_loadu_ps(a + 9 * rs + k);
-        const __m256 r10 = _mm256_loadu_ps(a + 10 * rs + k), r11 = _mm256_loadu_ps(a + 11 * rs + k);
-        const __m256 t0 = _mm256_unpacklo_ps(r8, r9), t1 = _mm256_unpackhi_ps(r8, r9);
-        const __m256 t2 = _mm256_unpacklo_ps(r10, r11), t3 = _mm256_unpackhi_ps(r10, r11);
-        // u[j] = rows 8..11 at k+j (low half) and at k+j+4 (high half)
-        const __m256 u[4] = {_mm256_shuffle_ps(t0, t2, 0x44), _mm256_shuffle_ps(t0, t2, 0xEE),
-                             _mm256_shuffle_ps(t1, t3, 0x44), _mm256_shuffle_ps(t1, t3, 0xEE)};
-        float* d = dst + k * MR;
-        for (int j = 0; j < 8; ++j) _mm256_storeu_ps(d + j * MR, c[j]);
-        for (int j = 0; j < 4; ++j) {
-          _mm_storeu_ps(d + j * MR + 8, _mm256_castps256_ps128(u[j]));
-          _mm_storeu_ps(d + (j + 4) * MR + 8, _mm256_extractf128_ps(u[j], 1));
+        if constexpr (MR == 6) {
+          // column k+j = rows 0..5 (lanes 6, 7 zero); each 8-wide store's last two lanes are
+          // overwritten by the next, the last column is stored as 4 + 2.
+          for (int j = 0; j < 7; ++j) _mm256_storeu_ps(d + j * MR, c[j]);
+          _mm_storeu_ps(d + 7 * MR, _mm256_castps256_ps128(c[7]));
+          _mm_storel_pi(reinterpret_cast<__m64*>(d + 7 * MR + 4), _mm256_extractf128_ps(c[7], 1));
+        } else {
+          const __m256 r8 = _mm256_loadu_ps(a + 8 * rs + k), r9 = _mm256_loadu_ps(a + 9 * rs + k);
+          const __m256 r10 = _mm256_loadu_ps(a + 10 * rs + k), r11 = _mm256_loadu_ps(a + 11 * rs + k);
+          const __m256 t0 = _mm256_unpacklo_ps(r8, r9), t1 = _mm256_unpackhi_ps(r8, r9);
+          const __m256 t2 = _mm256_unpacklo_ps(r10, r11), t3 = _mm256_unpackhi_ps(r10, r11);
+          // u[j] = rows 8..11 at k+j (low half) and at k+j+4 (high half)
+          const __m256 u[4] = {_mm256_shuffle_ps(t0, t2, 0x44), _mm256_shuffle_ps(t0, t2, 0xEE),
+                               _mm256_shuffle_ps(t1, t3, 0x44), _mm256_shuffle_ps(t1, t3, 0xEE)};
+          for (int j = 0; j < 8; ++j) _mm256_storeu_ps(d + j * MR, c[j]);
+          for (int j = 0; j < 4; ++j) {
+            _mm_storeu_ps(d + j * MR + 8, _mm256_castps256_ps128(u[j]));
+            _mm_storeu_ps(d + (j + 4) * MR + 8, _mm256_extractf128_ps(u[j], 1));
+          }
         }
       }
       for (; k < kc; ++k)
@@ -600,21 +589,17 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
     const i64 npan = ceil_div(nc, NR);
     const i64 ncpad = npan * NR;   // slice pc of the packed block starts at bpack + pc * ncpad
 
-    // Phase 1: pack all of B(:, jc:jc+nc), every KC slice, panels taken dynamically.
-    // Row-major B (unit column stride): items are groups of kPackRows rows, each read
-    // sequentially and scattered 2W at a time into every panel (streams B once, in order).
-    if (p.b_cs == 1) {
-      const i64 nitems = ceil_div(K, kPackRows);
-      for (i64 it = next_item(counter, base); it < nitems; it = next_item(counter, base)) {
+    // Phase 1: pack all of B(:, jc:jc+nc), every KC slice, items taken dynamically.  An item is
+    // one panel of one KC slice, or, for row-major B (unit column stride), a group of kPackRows
+    // rows, each read in order and scattered 2W floats at a time into every panel.
+    const bool by_rows = p.b_cs == 1;
+    const i64 nitems = by_rows ? ceil_div(K, kPackRows) : ceil_div(K, KC) * npan;
+    for (i64 it = next_item(counter, base); it < nitems; it = next_item(counter, base)) {
+      if (by_rows) {
         const i64 k0 = it * kPackRows;
         pack_b_rows(bpack, ncpad, B + jc, p.b_rs, k0, (K - k0 < kPackRows) ? K - k0 : kPackRows, K, nc);
+        continue;
       }
-      base += nitems + nth;
-      team_barrier(nth);
-    } else {
-    const i64 nslices = ceil_div(K, KC);
-    const i64 nitems = nslices * npan;
-    for (i64 it = next_item(counter, base); it < nitems; it = next_item(counter, base)) {
       const i64 pc = (it / npan) * KC, q = it % npan;
       const i64 kc = (K - pc < KC) ? K - pc : KC;
       const i64 j0 = jc + q * NR;
@@ -623,7 +608,6 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
     }
     base += nitems + nth;   // every thread overshoots the counter exactly once per phase
     team_barrier(nth);
-    }
 
     // Phase 2: independent tasks (row block x panel group) over the whole K, taken
     // dynamically so a thread slowed by another process does less of the work.  Each C tile

@@ -53,11 +53,10 @@ IRF_INLINE void with_flags(F&& f, bool b, B... rest) {
 // r < W, with one prefetch of pf_a (and of pf_b when not null; pf_a null: none) per line of this
 // row, spread over the pass rather than bunched at the row start.  Forward kernels prefetch the
 // input row kRowAhead ahead, softmax backward kBwdRowAhead, layernorm backward the next row.
-// Measured on Zen 3,
-// 2048x768, inputs cold, A/B in both orders: layernorm backward +30% / softmax backward +18%
-// (1 thread) over no prefetch, where a whole-row prefetch at the row start was 5-20% slower than
-// none; layernorm forward +13% / softmax forward +13% over the whole-row prefetch at the row
-// start; 2 rows ahead beat 1 (+9%) and 3 (-0..5%) for layernorm forward.
+// Measured on Zen 3, 2048x768, inputs cold, A/B in both orders: layernorm backward +30% /
+// softmax backward +18% (1 thread) over no prefetch, where a whole-row prefetch at the row start
+// was 5-20% slower than none; layernorm forward +13% / softmax forward +13% over the whole-row
+// prefetch at the row start; 2 rows ahead beat 1 (+9%) and 3 (-0..5%) for layernorm forward.
 constexpr i64 kRowAhead = 2;
 // Softmax / log-softmax backward: 2 rows ahead rather than the next one, on an AVX-512 Zen 5
 // (2048x768, A/B in both orders): +6-13% at 1 and 2 threads with inputs in L3, +4-11% at 1
