@@ -46,6 +46,31 @@ def ln_samples(affine):
         out.append(Sample(inp, {"eps": 1e-5}, name="offset100"))
         inp = dict(inp, x=randn(rng, 33, 100, scale=1e-3))
         out.append(Sample(inp, {"eps": 1e-3}, name="tiny-spread-eps1e-3"))
+        # the forward's one-pass statistics pivot on the first 64 values of a row: rows whose
+        # first values are far from the rest (outliers up front, a GPT-2 style "massive
+        # activation" channel, a step) must take its second pass and stay as accurate
+        x = randn(rng, 6, 768)
+        x[0, :64] += 1e3
+        x[1, :64] -= 50.0
+        x[2, 5] = 3e3
+        x[3, :100] = 7.0
+        x[4, 64:] += 100.0   # (an offset much larger than ~100 rounds the float32 mean itself,
+        x[5, 64:] -= 60.0    # ulp(mean) / 2, beyond these tolerances in any algorithm)
+        inp = {"x": x}
+        if affine:
+            inp["weight"] = randn(rng, 768, shift=1.0)
+            inp["bias"] = randn(rng, 768)
+        out.append(Sample(inp, {"eps": 1e-5}, name="pivot-outliers"))
+        # wide rows: the one-pass variance would cancel up to C / 64 = 128 times its error here
+        x = randn(rng, 3, 8192)
+        x[0, :64] += 1e3
+        x[1, :64] -= 1e3
+        x[2, 64:] += 30.0
+        inp = {"x": x}
+        if affine:
+            inp["weight"] = randn(rng, 8192, shift=1.0)
+            inp["bias"] = randn(rng, 8192)
+        out.append(Sample(inp, {"eps": 1e-5}, name="pivot-outliers-8192"))
         return out
     return gen
 
