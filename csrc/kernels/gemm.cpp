@@ -221,7 +221,11 @@ void micro_kernel(i64 kc, const float* __restrict ap, const float* __restrict bp
     }
     return;
   }
+  // Edge tile.  The copy below is unrolled so that every access to acc0 / acc1 has a constant
+  // index: with the copy as a loop, GCC kept the arrays in memory and stored all 2 * MR
+  // accumulators to the stack after the k loop of every call, full tiles too (AVX-512).
   alignas(64) float tile[MR * NR];
+#pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) { vstore(tile + r * NR, acc0[r]); vstore(tile + r * NR + W, acc1[r]); }
   for (int r = 0; r < mr; ++r) {
     float* cr = c + r * ldc;
