@@ -184,13 +184,13 @@ IRF_INLINE void row_grad_means(const float* dout, const float* x, const float* w
   vb = vset1(vreduce_add(vadd(sgx0, sgx1)) * invC);
 }
 
-// R (1 or 2) consecutive rows starting at row i, pass 1 for each, then one pass 2 over them
-// together: dx, and the parameter-gradient partials (dweight += dout * xhat, dbias += dout) added
-// row after row -- the same operations in the same order as one row at a time, so bitwise the
-// same, but the partials are loaded and stored once per R rows (3 stores per vector of a row
-// become 2: layernorm backward 244 -> 223 us at 1 thread with inputs in L3 on an AVX-512 Zen 5,
-// 2048x768; neutral at 2 threads and from DRAM; four rows at once were slower).  pf_dout / pf_x: the
-// next R rows (or null), prefetched during pass 2.
+// R (1 or 2) consecutive rows (dx, dout, x, mean, rstd point at the first): pass 1 for each,
+// then one pass 2 over them together: dx, and the parameter-gradient partials (dweight +=
+// dout * xhat, dbias += dout) added row after row -- the same operations in the same order as
+// one row at a time, so bitwise the same, but the partials are loaded and stored once per R
+// rows (3 stores per vector of a row become 2: layernorm backward 244 -> 223 us at 1 thread with
+// inputs in L3 on an AVX-512 Zen 5, 2048x768; neutral at 2 threads and from DRAM; four rows at
+// once were slower).  pf_dout / pf_x: the next R rows (or null), prefetched during pass 2.
 template <int R, bool HW, bool PG, bool NT>
 IRF_INLINE void rows_grad(float* dx, float* dw_acc, float* db_acc, const float* dout, const float* x,
                           const float* weight, const float* mean, const float* rstd, i64 C,
