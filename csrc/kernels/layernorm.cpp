@@ -233,18 +233,7 @@ IRF_INLINE void rows_grad(float* dx, float* dw_acc, float* db_acc, const float* 
       }
     }
   };
-  i64 j = 0;
-  if (pf_x) {   // for_row_vectors with R rows of each input to prefetch
-    for (; j + kLineFloats <= C; j += kLineFloats) {
-      for (int q = 0; q < R; ++q) {
-        __builtin_prefetch(pf_x + q * C + j, 0, 3);
-        __builtin_prefetch(pf_dout + q * C + j, 0, 3);
-      }
-      for (i64 k = j; k < j + kLineFloats; k += W) step(k, W);
-    }
-  }
-  for (; j + W <= C; j += W) step(j, W);
-  if (j < C) step(j, int(C - j));
+  for_row_vectors<R>(C, pf_x, pf_dout, step);
 }
 
 template <bool HW, bool PG, bool NT>
