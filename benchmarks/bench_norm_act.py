@@ -53,6 +53,15 @@ COLD_BYTES = 96 << 20   # input sets of a cold sample: well beyond any L3 this r
 WARMUP_CALLS = 8
 
 
+def width_of(name):
+    return HIDDEN if name.endswith("3072") else C
+
+
+def cold_sets(arrays, width):
+    """How many sets of `arrays` ROWS x width float32 arrays make more than COLD_BYTES."""
+    return max(2, -(-COLD_BYTES // (arrays * ROWS * width * 4)))
+
+
 class Rotor:
     """Calls f(k) for k = 0, 1, ..., nsets - 1, 0, ... (one input set per call)."""
 
@@ -68,7 +77,7 @@ class Rotor:
 def make_case(name, rng, nsets):
     """-> (label, {impl: {phase: callable}}) with phases fwd, bwd, fwdbwd; each call of a
     callable uses the next of nsets input sets."""
-    width = HIDDEN if name.endswith("3072") else C
+    width = width_of(name)
     xs = [aligned_copy(rng.standard_normal((ROWS, width), dtype=np.float32)) for _ in range(nsets)]
     gs = [aligned_copy(rng.standard_normal((ROWS, width), dtype=np.float32)) for _ in range(nsets)]
     w = (1 + 0.1 * rng.standard_normal(width)).astype(np.float32)
@@ -138,7 +147,7 @@ def make_case(name, rng, nsets):
 
 def stream_floor(width, repeats):
     """Seconds for five cold passes over a ROWS x width float32 array (see the docstring)."""
-    n = max(2, -(-COLD_BYTES // (3 * ROWS * width * 4)))
+    n = cold_sets(3, width)
     sets = [[aligned_copy(np.ones((ROWS, width), np.float32)) for _ in range(3)] for _ in range(n)]
     add = Rotor(lambda k: ops.add(sets[k][0], sets[k][1], out=sets[k][2]), n)
     return 5 / 3 * run_case({"ironformer": {"fwdbwd": add}}, repeats, ("fwdbwd",), 1)["ironformer"]["fwdbwd"]
@@ -190,11 +199,7 @@ def main(argv=None):
     print(f"machine: {cpu_model()} | ironformer {irf.__version__} isa={irf.isa()} | numpy {np.__version__}"
           f" | torch {torch.__version__ if torch else 'not installed'} | python {sys.version.split()[0]}")
     shortfalls = []
-    cases = []
-    for n in args.ops:
-        width = HIDDEN if n.endswith("3072") else C
-        cold_sets = max(2, -(-COLD_BYTES // (2 * ROWS * width * 4)))
-        cases.append((make_case(n, rng, 1), make_case(n, rng, cold_sets)))
+    cases = [(width_of(n), make_case(n, rng, 1), make_case(n, rng, cold_sets(2, width_of(n)))) for n in args.ops]
     for nt in args.threads:
         irf.set_num_threads(nt)
         if torch is not None:
@@ -204,11 +209,10 @@ def main(argv=None):
         print(f"{'op':26s} | {'warm: irf':>9s} {'torch':>6s} {'ratio':>6s} | {'cold: irf':>9s} {'torch':>6s} "
               f"{'ratio':>6s} {'floor':>6s} {'irf/floor':>9s} | {'warm fwd':>8s} {'bwd*':>6s}")
         floors = {}
-        for (label, warm), (_, cold) in cases:
+        for width, (label, warm), (_, cold) in cases:
             w = run_case(warm, repeats, ("fwdbwd", "fwd", "bwd"), WARMUP_CALLS)
             c = run_case(cold, repeats, ("fwdbwd",), 1)
             wi, ci = w["ironformer"], c["ironformer"]
-            width = HIDDEN if "3072" in label else C
             if width not in floors:
                 floors[width] = stream_floor(width, repeats)
             fl = floors[width]
