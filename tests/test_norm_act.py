@@ -28,6 +28,13 @@ LN_SHAPES = [(1, 1), (1, 3), (7, 17), (77, 3), (7, 768), (77, 768), (2048, 17), 
 
 def ln_samples(affine):
     def gen(rng):
+        def with_params(x):   # the inputs for rows x, with weight ~ 1 and bias ~ 0 when affine
+            inp = {"x": x}
+            if affine:
+                inp["weight"] = randn(rng, x.shape[-1], shift=1.0)
+                inp["bias"] = randn(rng, x.shape[-1])
+            return inp
+
         out = []
         for shp in LN_SHAPES:
             C = shp[-1]
@@ -38,11 +45,7 @@ def ln_samples(affine):
             out.append(Sample(inp, {"eps": 1e-5}, name=f"{shp}"))
         # large common offset (mean/variance accuracy; the float32 mean itself is rounded to
         # ulp(100) / 2 = 3.8e-6), small spread, and a larger eps
-        x = randn(rng, 33, 100, scale=1.0, shift=100.0)
-        inp = {"x": x}
-        if affine:
-            inp["weight"] = randn(rng, 100, shift=1.0)
-            inp["bias"] = randn(rng, 100)
+        inp = with_params(randn(rng, 33, 100, scale=1.0, shift=100.0))
         out.append(Sample(inp, {"eps": 1e-5}, name="offset100"))
         inp = dict(inp, x=randn(rng, 33, 100, scale=1e-3))
         out.append(Sample(inp, {"eps": 1e-3}, name="tiny-spread-eps1e-3"))
@@ -56,21 +59,13 @@ def ln_samples(affine):
         x[3, :100] = 7.0
         x[4, 64:] += 100.0   # (an offset much larger than ~100 rounds the float32 mean itself,
         x[5, 64:] -= 60.0    # ulp(mean) / 2, beyond these tolerances in any algorithm)
-        inp = {"x": x}
-        if affine:
-            inp["weight"] = randn(rng, 768, shift=1.0)
-            inp["bias"] = randn(rng, 768)
-        out.append(Sample(inp, {"eps": 1e-5}, name="pivot-outliers"))
+        out.append(Sample(with_params(x), {"eps": 1e-5}, name="pivot-outliers"))
         # wide rows: the one-pass variance would cancel up to C / 64 = 128 times its error here
         x = randn(rng, 3, 8192)
         x[0, :64] += 1e3
         x[1, :64] -= 1e3
         x[2, 64:] += 30.0
-        inp = {"x": x}
-        if affine:
-            inp["weight"] = randn(rng, 8192, shift=1.0)
-            inp["bias"] = randn(rng, 8192)
-        out.append(Sample(inp, {"eps": 1e-5}, name="pivot-outliers-8192"))
+        out.append(Sample(with_params(x), {"eps": 1e-5}, name="pivot-outliers-8192"))
         return out
     return gen
 
