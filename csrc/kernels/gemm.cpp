@@ -12,6 +12,9 @@
 #include "kernels.h"
 #include "simd.h"
 
+#include <thread>
+#include <vector>
+
 namespace irf {
 namespace IRF_ISA {
 namespace {
@@ -495,12 +498,33 @@ IRF_INLINE i64 next_item(i64* counter, i64 base) {
   return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED) - base;
 }
 
+// Progress of packing B, slice by slice, shared by a team.  All counts only grow over a gemm
+// call, so nothing is ever reset between phases (a reset would need its own barrier): each
+// thread keeps, in claim_base and done_base, the values they had when the current phase began.
+struct PackSync {
+  i64* claim;       // shared: pack items handed out so far (items are claimed in index order)
+  i64* done;        // shared: done[s] = items of KC slice s finished
+  i64* done_base;   // this thread's: done[s] at the start of the current phase
+  i64 claim_base;   // this thread's: *claim at the start of the current phase
+};
+
+// Claims the next pack item if its index (counted from the phase start) is below `end`:
+// returns it, or -1.  A compare-exchange, so a failed claim does not move the counter.
+IRF_INLINE i64 claim_item(PackSync& ps, i64 end) {
+  i64 c = __atomic_load_n(ps.claim, __ATOMIC_RELAXED);
+  while (c < ps.claim_base + end)
+    if (__atomic_compare_exchange_n(ps.claim, &c, c + 1, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+      return c - ps.claim_base;
+  return -1;
+}
+
 // ---------------------------------------------------------------------------------------
 // One product (batch element) computed by a team of nth threads; tid is this thread.
 // Must be called by every member of the team (barriers inside when nth > 1).
 // `counter` is shared by the team; `base` (one per thread, equal in all) counts the indices
 // that earlier phases consumed from it, so the counter never needs resetting.
-void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* counter, i64& base) {
+void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* counter, i64& base,
+              PackSync& ps) {
   const i64 M = p.M, N = p.N, K = p.K;
   const float* A = p.a + bi * p.a_bs;
   const float* B = p.b + bi * p.b_bs;
@@ -593,27 +617,52 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
     const i64 npan = ceil_div(nc, NR);
     const i64 ncpad = npan * NR;   // slice pc of the packed block starts at bpack + pc * ncpad
 
-    // Phase 1: pack all of B(:, jc:jc+nc), every KC slice, items taken dynamically.  An item is
-    // one panel of one KC slice, or, for row-major B (unit column stride), a group of kPackRows
-    // rows, each read in order and scattered 2W floats at a time into every panel.
+    // Packing B(:, jc:jc+nc), every KC slice, is spread over the team and over time: a task
+    // makes sure a slice is packed before its first use (packing what is left of it, then
+    // waiting for items other threads hold), and packs one item of the next slice per B panel
+    // it computes with.  The source of B often comes from DRAM: packed all at once, both
+    // threads would compete for its bandwidth while the FMA units idle.  An item is one panel
+    // of one KC slice, or, for row-major B (unit column stride), a group of kPackRows rows,
+    // each read in order and scattered 2W floats at a time into every panel.
     const bool by_rows = p.b_cs == 1;
-    const i64 nitems = by_rows ? ceil_div(K, kPackRows) : ceil_div(K, KC) * npan;
-    for (i64 it = next_item(counter, base); it < nitems; it = next_item(counter, base)) {
+    const i64 nslices = ceil_div(K, KC);
+    const i64 nitems = by_rows ? ceil_div(K, kPackRows) : nslices * npan;
+    auto first_item = [&](i64 s) -> i64 {        // items of slice s: [first_item(s), first_item(s + 1))
+      if (s >= nslices) return nitems;
+      return by_rows ? s * (KC / kPackRows) : s * npan;
+    };
+    auto pack_one = [&](i64 end) -> bool {       // packs one unclaimed item below `end`, if any
+      const i64 it = claim_item(ps, end);
+      if (it < 0) return false;
+      i64 s;
       if (by_rows) {
         const i64 k0 = it * kPackRows;
         pack_b_rows(bpack, ncpad, B + jc, p.b_rs, k0, (K - k0 < kPackRows) ? K - k0 : kPackRows, K, nc);
-        continue;
+        s = k0 / KC;
+      } else {
+        s = it / npan;
+        const i64 pc = s * KC, q = it % npan;
+        const i64 kc = (K - pc < KC) ? K - pc : KC;
+        const i64 j0 = jc + q * NR;
+        const i64 nr = (N - j0 < NR) ? N - j0 : NR;
+        pack_b_panel(bpack + pc * ncpad + q * NR * kc, B + pc * p.b_rs + j0 * p.b_cs, p.b_rs, p.b_cs, nr, kc);
       }
-      const i64 pc = (it / npan) * KC, q = it % npan;
-      const i64 kc = (K - pc < KC) ? K - pc : KC;
-      const i64 j0 = jc + q * NR;
-      const i64 nr = (N - j0 < NR) ? N - j0 : NR;
-      pack_b_panel(bpack + pc * ncpad + q * NR * kc, B + pc * p.b_rs + j0 * p.b_cs, p.b_rs, p.b_cs, nr, kc);
-    }
-    base += nitems + nth;   // every thread overshoots the counter exactly once per phase
-    team_barrier(nth);
+      __atomic_fetch_add(ps.done + s, 1, __ATOMIC_RELEASE);
+      return true;
+    };
+    auto ensure_slice = [&](i64 s) {
+      while (pack_one(first_item(s + 1))) {
+      }
+      // wait for the items other threads hold; yield the core now and then in case the
+      // holder waits for it (more threads than cores)
+      const i64 target = ps.done_base[s] + first_item(s + 1) - first_item(s);
+      for (int spin = 1; __atomic_load_n(ps.done + s, __ATOMIC_ACQUIRE) < target; ++spin) {
+        _mm_pause();
+        if (spin % 4096 == 0) std::this_thread::yield();
+      }
+    };
 
-    // Phase 2: independent tasks (row block x panel group) over the whole K, taken
+    // Tasks: independent (row block x panel group) over the whole K, taken
     // dynamically so a thread slowed by another process does less of the work.  Each C tile
     // is computed by one task in a fixed order: results do not depend on the thread count.
     const i64 ntasks = mblocks * groups;
@@ -625,11 +674,14 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
       for (i64 pc = 0; pc < K; pc += KC) {
         const i64 kc = (K - pc < KC) ? K - pc : KC;
         const bool first = (pc == 0);
+        ensure_slice(pc / KC);
         for (i64 ir = 0; ir < mc; ir += MR) {
           const i64 mr = (mc - ir < MR) ? mc - ir : MR;
           pack_a_panel(apack + ir * kc, A + (i0 + ir) * p.a_rs + pc * p.a_cs, p.a_rs, p.a_cs, mr, kc);
         }
+        const i64 ahead = first_item(pc / KC + 2);   // items of the next slice and before
         for (i64 q = q0; q < q1; ++q) {
+          pack_one(ahead);
           const i64 j0 = jc + q * NR;
           const int nr = int((N - j0 < NR) ? N - j0 : NR);
           const float* bias = (first && p.bias) ? p.bias + j0 : nullptr;
@@ -649,6 +701,8 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
       }
     }
     base += ntasks + nth;
+    ps.claim_base += nitems;   // every item was claimed: each slice was ensured by some task
+    for (i64 s = 0; s < nslices; ++s) ps.done_base[s] += first_item(s + 1) - first_item(s);
     team_barrier(nth);   // before the next column block overwrites bpack
   }
 }
@@ -663,6 +717,16 @@ void gemm(const GemmParams& p) {
   const i64 gemv_floats = 2 * round_up(p.M > p.N ? p.M : p.N, 16);   // gemv partial sums (split K)
   if (bpack_floats < gemv_floats) bpack_floats = gemv_floats;
 
+  // Pack progress: per thread a done_base array, plus one shared claim counter and done
+  // array per team (private ones too, for products that run alone).
+  const i64 nslices = ceil_div(p.K > 0 ? p.K : 1, KC);
+  std::vector<i64> sync_mem(std::size_t(nth * (2 * nslices + 1)), 0);
+  auto sync_for = [&](int tid, bool shared) {
+    i64* own = sync_mem.data() + tid * (2 * nslices + 1);   // [done_base | done | claim]
+    i64* team = shared ? sync_mem.data() : own;
+    return PackSync{team + 2 * nslices, team + nslices, own, 0};
+  };
+
   // Many small products: one per thread, each alone (no barriers, private packing buffers).
   if (nth > 1 && p.batch >= nth && work < double(1 << 22)) {
 #ifdef _OPENMP
@@ -673,7 +737,8 @@ void gemm(const GemmParams& p) {
       const int tid = thread_id(), team = team_size();
       float* bpack = static_cast<float*>(workspace(kWsPackB, sizeof(float) * bpack_floats));
       i64 counter = 0, base = 0;   // private: each product runs alone in this thread
-      for (i64 bi = tid; bi < p.batch; bi += team) gemm_one(p, bi, 0, 1, bpack, &counter, base);
+      PackSync ps = sync_for(tid, false);
+      for (i64 bi = tid; bi < p.batch; bi += team) gemm_one(p, bi, 0, 1, bpack, &counter, base, ps);
     }
     return;
   }
@@ -681,7 +746,8 @@ void gemm(const GemmParams& p) {
   if (nth == 1) {
     flush_denormals();
     i64 counter = 0, base = 0;
-    for (i64 bi = 0; bi < p.batch; ++bi) gemm_one(p, bi, 0, 1, bpack, &counter, base);
+    PackSync ps = sync_for(0, false);
+    for (i64 bi = 0; bi < p.batch; ++bi) gemm_one(p, bi, 0, 1, bpack, &counter, base, ps);
     return;
   }
   i64 counter = 0;   // shared by the team
@@ -692,7 +758,8 @@ void gemm(const GemmParams& p) {
     flush_denormals();
     const int tid = thread_id(), team = team_size();
     i64 base = 0;
-    for (i64 bi = 0; bi < p.batch; ++bi) gemm_one(p, bi, tid, team, bpack, &counter, base);
+    PackSync ps = sync_for(tid, true);
+    for (i64 bi = 0; bi < p.batch; ++bi) gemm_one(p, bi, tid, team, bpack, &counter, base, ps);
   }
 }
 
