@@ -137,6 +137,32 @@ void pack_a_panel(float* __restrict dst, const float* a, i64 rs, i64 cs, i64 mr,
     for (i64 k = 0; k < kc; ++k) dst[k * MR + r] = 0.f;
 }
 
+// A^T storage (row stride 1), G full panels at once, k by k: the G * MR values of one k are
+// one contiguous run (3 whole cache lines for G = 4, MR = 12), so each source line is read once,
+// where one panel at a time reads MR values (48 bytes) per k and the next panel, 256 rows
+// later, comes back for the rest of the line.  G = 4 measured best (2: -0.2%, 8: -2.3%): the G
+// destination streams lie MR * kc floats apart, i.e. in the same L1 set for kc = 256 (12 KiB).
+// 768x3072x2048 A^T B, A/B over 6 rounds: +3.9% at 1 thread, +1.9% at 2 (Zen 5).
+template <int G>
+void pack_a_panels_t(float* __restrict dst, const float* a, i64 cs, i64 kc) {
+  for (i64 k = 0; k < kc; ++k) {
+    const float* s = a + k * cs;
+#pragma GCC unroll 4
+    for (int g = 0; g < G; ++g) {
+      float* d = dst + g * MR * kc + k * MR;
+#if defined(__AVX2__)
+      if constexpr (MR == 12) {
+        _mm256_storeu_ps(d, _mm256_loadu_ps(s + g * MR));
+        _mm_storeu_ps(d + 8, _mm_loadu_ps(s + g * MR + 8));
+        continue;
+      }
+#endif
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; ++r) d[r] = s[g * MR + r];
+    }
+  }
+}
+
 void pack_b_panel(float* __restrict dst, const float* b, i64 rs, i64 cs, i64 nr, i64 kc) {
   if (nr == NR && cs == 1) {              // row-major B: NR contiguous values per k
     for (i64 k = 0; k < kc; ++k) {
@@ -675,7 +701,11 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
         const i64 kc = (K - pc < KC) ? K - pc : KC;
         const bool first = (pc == 0);
         ensure_slice(pc / KC);
-        for (i64 ir = 0; ir < mc; ir += MR) {
+        i64 ir = 0;
+        if (p.a_rs == 1)
+          for (; ir + 4 * MR <= mc; ir += 4 * MR)
+            pack_a_panels_t<4>(apack + ir * kc, A + (i0 + ir) + pc * p.a_cs, p.a_cs, kc);
+        for (; ir < mc; ir += MR) {
           const i64 mr = (mc - ir < MR) ? mc - ir : MR;
           pack_a_panel(apack + ir * kc, A + (i0 + ir) * p.a_rs + pc * p.a_cs, p.a_rs, p.a_cs, mr, kc);
         }
