@@ -750,10 +750,15 @@ void gemm(const GemmParams& p) {
   // Pack progress: per thread a done_base array, plus one shared claim counter and done
   // array per team (private ones too, for products that run alone).
   const i64 nslices = ceil_div(p.K > 0 ? p.K : 1, KC);
-  std::vector<i64> sync_mem(std::size_t(nth * (2 * nslices + 1)), 0);
+  // (on the stack up to 15 KC slices at 2 threads, K <= 3840: no allocation for the many small
+  // products of generation)
+  const i64 sync_len = nth * (2 * nslices + 1);
+  i64 sync_local[64] = {};
+  std::vector<i64> sync_heap(std::size_t(sync_len > 64 ? sync_len : 0), 0);
+  i64* sync_mem = sync_len > 64 ? sync_heap.data() : sync_local;
   auto sync_for = [&](int tid, bool shared) {
-    i64* own = sync_mem.data() + tid * (2 * nslices + 1);   // [done_base | done | claim]
-    i64* team = shared ? sync_mem.data() : own;
+    i64* own = sync_mem + tid * (2 * nslices + 1);   // [done_base | done | claim]
+    i64* team = shared ? sync_mem : own;
     return PackSync{team + 2 * nslices, team + nslices, own, 0};
   };
 
