@@ -181,6 +181,29 @@ def test_out_with_row_stride(isa, rng):
     assert np.all(buf[:, :5] == 0) and np.all(buf[:, 35:] == 0)
 
 
+# C rows a multiple of 512 floats apart (N = 1024 here, and a row stride of 1536) make the
+# AVX-512 kernel run each C tile as two half-height tiles; a row stride of N + 16 does not.
+# Both must give the float64 result and the same bits (M = 100: edge rows; K > 256: several
+# passes; with accumulate and bias), on every ISA and thread count.
+@pytest.mark.parametrize("ldc", [1024, 1536])
+def test_aliasing_row_stride_same_bits(isa, rng, threads, ldc):
+    a, b = operands(rng, 100, 1000, 600, False, False)
+    bias = rng.standard_normal(1000).astype(np.float32)
+    c0 = rng.standard_normal((100, 1000)).astype(np.float32)
+    want = ref_matmul(a, b, False, False, c0=c0, bias=bias)
+    for t in (1, 2):
+        threads(t)
+        outs = []
+        for stride in (ldc, 1000 + 16):
+            buf = np.zeros((100, stride), np.float32)
+            out = buf[:, :1000]
+            out[...] = c0
+            matmul(a, b, out=out, accumulate=True, bias=bias)
+            assert_close(out, want, 600)
+            outs.append(out.copy())
+        assert np.array_equal(outs[0], outs[1]), f"row stride {ldc} and {1000 + 16} differ ({t} threads)"
+
+
 @pytest.mark.parametrize("ta,tb", list(itertools.product([False, True], repeat=2)))
 @pytest.mark.parametrize("batch,m,n,k", [(1, 5, 7, 3), (6, 64, 33, 24), (13, 1, 40, 77), (4, 130, 65, 17), (3, 7, 1, 9)])
 def test_batched(isa, rng, batch, m, n, k, ta, tb):
