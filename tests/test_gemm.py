@@ -274,7 +274,7 @@ def test_thread_count_gives_identical_results(rng, threads, m, n, k, tb):
 # B is packed slice by slice while the team computes (claimed items, per-slice completion
 # counts that keep growing over a call): several KC slices with a ragged last one (K = 1100 is
 # not a multiple of 256 or of the 8-row pack items; K = 4100: 17 slices, counters on the heap
-# from 2 threads on), two column blocks (N * K > 4M floats), both
+# from 2 threads on), two column blocks (N > 4064), both
 # B layouts (row groups / panels as items), 1 to 4 threads on any core count, team and
 # one-product-per-thread batches; every result must equal the float64 one and the 1-thread one.
 @pytest.mark.parametrize("m,n,k,tb,batch", [(800, 4200, 1100, False, None), (300, 4200, 1100, True, None),
