@@ -271,12 +271,12 @@ def test_thread_count_gives_identical_results(rng, threads, m, n, k, tb):
         assert np.array_equal(matmul(a, b, trans_b=tb), r1), f"{t} threads differ from 1"
 
 
-# B is packed slice by slice while the team computes (claimed items, per-slice completion
-# counts that keep growing over a call): several KC slices with a ragged last one (K = 1100 is
-# not a multiple of 256 or of the 8-row pack items; K = 4100: 17 slices, counters on the heap
-# from 2 threads on), two column blocks (N > 4064), both
-# B layouts (row groups / panels as items), 1 to 4 threads on any core count, team and
-# one-product-per-thread batches; every result must equal the float64 one and the 1-thread one.
+# B is packed one KC slice at a time into two alternating buffers while the team computes with
+# the previous slice (claimed items, a barrier per slice): several slices with a ragged last
+# one (K = 1100 is not a multiple of 256 or of the 8-row pack items; K = 4100: 17 slices, each
+# buffer reused 8 times), two column blocks (N > 4064), both B layouts (row groups / panels as
+# items), 1 to 4 threads on any core count, team and one-product-per-thread batches; every
+# result must equal the float64 one and the 1-thread one.
 @pytest.mark.parametrize("m,n,k,tb,batch", [(800, 4200, 1100, False, None), (300, 4200, 1100, True, None),
                                             (200, 600, 700, True, 3), (129, 60, 520, False, 5),
                                             (130, 140, 4100, False, None)])

@@ -12,8 +12,6 @@
 #include "kernels.h"
 #include "simd.h"
 
-#include <thread>
-#include <vector>
 
 namespace irf {
 namespace IRF_ISA {
@@ -483,16 +481,16 @@ void gemm_small(const GemmParams& p, const float* A, const float* B, float* C, i
 }
 
 // Rows k0..k0+nk-1 (kPackRows rows, all in one KC slice) of B (row stride rs, unit column
-// stride, nc columns) into their panels: slice pc starts at bpack + pc*ncpad, panel q of a
-// slice of depth kc at q*NR*kc, row k of the slice at k*NR within it; padding columns zero.
+// stride, nc columns) into their panels in the slice's buffer: panel q of a slice of depth kc
+// at q*NR*kc, row k of the slice at k*NR within it; padding columns zero.
 constexpr i64 kPackRows = 8;
 static_assert(KC % kPackRows == 0, "a group of packed rows must not straddle two KC slices");
-void pack_b_rows(float* __restrict bpack, i64 ncpad, const float* b, i64 rs, i64 k0, i64 nk, i64 K, i64 nc) {
+void pack_b_rows(float* __restrict slice, const float* b, i64 rs, i64 k0, i64 nk, i64 K, i64 nc) {
   const i64 pc = k0 / KC * KC, kc = (K - pc < KC) ? K - pc : KC;
   const i64 nfull = nc / NR;
   for (i64 k = k0; k < k0 + nk; ++k) {
     const float* src = b + k * rs;
-    float* dst = bpack + pc * ncpad + (k - pc) * NR;
+    float* dst = slice + (k - pc) * NR;
     for (i64 q = 0; q < nfull; ++q) {
       vstore(dst + q * NR * kc, vload(src + q * NR));
       vstore(dst + q * NR * kc + W, vload(src + q * NR + W));
@@ -506,18 +504,12 @@ void pack_b_rows(float* __restrict bpack, i64 ncpad, const float* b, i64 rs, i64
   }
 }
 
-// Columns of B packed at once: all of K for ncb columns, capped so the packed block (K x ncb
-// floats) stays under 32 MiB (B is streamed once per row-block task, ~36 FMAs per byte, so the
-// block need not fit in cache; it is packed slice by slice as the tasks go) and at NC columns.
-// Every column block re-packs A and ends with a barrier: with 32 rather than 16 MiB,
-// 768x3072x2048 A^T B is one block instead of two, +0.8-2.7% at 2 threads and +0.8-1.1% at 1
-// in two A/Bs (Zen 5).  N is split into equal column blocks: a small leftover block (e.g.
-// 2720 + 352 columns) would waste packing.
-i64 b_block_cols(i64 N, i64 K) {
-  constexpr i64 kBlockFloats = i64(32) << 18;   // 32 MiB
-  i64 cap = (kBlockFloats / (K > 0 ? K : 1)) / NR * NR;
-  if (cap < 4 * NR) cap = 4 * NR;
-  if (cap > NC) cap = NC;
+// Columns of B in one block (each KC slice of it packed into a slice buffer of KC x ncb
+// floats, 4 MiB at most): at most NC.  Every column block re-packs A and ends with a barrier,
+// so blocks are as wide as that allows; N is split into equal blocks, since a small leftover
+// block (e.g. 2720 + 352 columns) would waste packing.
+i64 b_block_cols(i64 N) {
+  i64 cap = NC;
   if (N <= cap) return N;
   const i64 nblocks = ceil_div(N, cap);
   return round_up(ceil_div(N, nblocks), NR);
@@ -529,13 +521,11 @@ IRF_INLINE i64 next_item(i64* counter, i64 base) {
   return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED) - base;
 }
 
-// Progress of packing B, slice by slice, shared by a team.  All counts only grow over a gemm
-// call, so nothing is ever reset between phases (a reset would need its own barrier): each
-// thread keeps, in claim_base and done_base, the values they had when the current phase began.
+// B pack items handed out by a team.  The count only grows over a gemm call, so it is never
+// reset between phases (a reset would need its own barrier): each thread keeps in claim_base
+// the value it had when the current phase began.
 struct PackSync {
-  i64* claim;       // shared: pack items handed out so far (items are claimed in index order)
-  i64* done;        // shared: done[s] = items of KC slice s finished
-  i64* done_base;   // this thread's: done[s] at the start of the current phase
+  i64* claim;       // shared: pack items handed out so far (claimed in index order)
   i64 claim_base;   // this thread's: *claim at the start of the current phase
 };
 
@@ -632,7 +622,7 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
   }
 
   float* apack = static_cast<float*>(workspace(kWsPackA, sizeof(float) * MC * KC));
-  const i64 ncb = b_block_cols(N, K);
+  const i64 ncb = b_block_cols(N);
 
   // Row blocks of A (and groups of B panels when M is too small to feed every thread).
   i64 mblocks = ceil_div(M, MC), groups = 1;
@@ -646,15 +636,17 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
   for (i64 jc = 0; jc < N; jc += ncb) {
     const i64 nc = (N - jc < ncb) ? N - jc : ncb;
     const i64 npan = ceil_div(nc, NR);
-    const i64 ncpad = npan * NR;   // slice pc of the packed block starts at bpack + pc * ncpad
+    const i64 ncpad = npan * NR;
 
-    // Packing B(:, jc:jc+nc), every KC slice, is spread over the team and over time: a task
-    // makes sure a slice is packed before its first use (packing what is left of it, then
-    // waiting for items other threads hold), and packs one item of the next slice per B panel
-    // it computes with.  The source of B often comes from DRAM: packed all at once, both
-    // threads would compete for its bandwidth while the FMA units idle.  An item is one panel
-    // of one KC slice, or, for row-major B (unit column stride), a group of kPackRows rows,
-    // each read in order and scattered 2W floats at a time into every panel.
+    // B(:, jc:jc+nc) is packed one KC slice at a time into two slice buffers: slice s into
+    // sbuf[s % 2] while the team computes with slice s - 1 (each task packs one item of the next
+    // slice per B panel it computes with; what is left is packed before the barrier that ends a
+    // slice).  Packed all at once before computing, both threads read B (often from DRAM) at
+    // the same time while the FMA units idled; packed for all of K into one buffer (24 MB for
+    // 768x3072x2048), the packed copy itself went to memory and back, where two slices (up to
+    // 8 MiB) stay in cache.  An item is one panel of one KC slice, or, for row-major B (unit
+    // column stride), a group of kPackRows rows, each read in order and scattered 2W floats at
+    // a time into every panel.
     const bool by_rows = p.b_cs == 1;
     const i64 nslices = ceil_div(K, KC);
     const i64 nitems = by_rows ? ceil_div(K, kPackRows) : nslices * npan;
@@ -662,40 +654,27 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
       if (s >= nslices) return nitems;
       return by_rows ? s * (KC / kPackRows) : s * npan;
     };
+    float* const sbuf[2] = {bpack, bpack + KC * ncpad};
     auto pack_one = [&](i64 end) -> bool {       // packs one unclaimed item below `end`, if any
       const i64 it = claim_item(ps, end);
       if (it < 0) return false;
-      i64 s;
       if (by_rows) {
         const i64 k0 = it * kPackRows;
-        pack_b_rows(bpack, ncpad, B + jc, p.b_rs, k0, (K - k0 < kPackRows) ? K - k0 : kPackRows, K, nc);
-        s = k0 / KC;
+        pack_b_rows(sbuf[(k0 / KC) % 2], B + jc, p.b_rs, k0, (K - k0 < kPackRows) ? K - k0 : kPackRows, K, nc);
       } else {
-        s = it / npan;
-        const i64 pc = s * KC, q = it % npan;
+        const i64 sl = it / npan, pc = sl * KC, q = it % npan;
         const i64 kc = (K - pc < KC) ? K - pc : KC;
         const i64 j0 = jc + q * NR;
         const i64 nr = (N - j0 < NR) ? N - j0 : NR;
-        pack_b_panel(bpack + pc * ncpad + q * NR * kc, B + pc * p.b_rs + j0 * p.b_cs, p.b_rs, p.b_cs, nr, kc);
+        pack_b_panel(sbuf[sl % 2] + q * NR * kc, B + pc * p.b_rs + j0 * p.b_cs, p.b_rs, p.b_cs, nr, kc);
       }
-      __atomic_fetch_add(ps.done + s, 1, __ATOMIC_RELEASE);
       return true;
     };
-    auto ensure_slice = [&](i64 s) {
-      while (pack_one(first_item(s + 1))) {
-      }
-      // wait for the items other threads hold; yield the core now and then in case the
-      // holder waits for it (more threads than cores)
-      const i64 target = ps.done_base[s] + first_item(s + 1) - first_item(s);
-      for (int spin = 1; __atomic_load_n(ps.done + s, __ATOMIC_ACQUIRE) < target; ++spin) {
-        _mm_pause();
-        if (spin % 4096 == 0) std::this_thread::yield();
-      }
-    };
 
-    // Tasks: independent (row block x panel group) over the whole K, taken
+    // Tasks: independent (row block x panel group), for one KC slice at a time, taken
     // dynamically so a thread slowed by another process does less of the work.  Each C tile
-    // is computed by one task in a fixed order: results do not depend on the thread count.
+    // adds the slices in order whichever thread computes it: results do not depend on the
+    // thread count.
     const i64 ntasks = mblocks * groups;
     // C rows a multiple of 2 KiB apart put all MR rows of a C tile into the same one or two L1
     // sets (64 sets of 64-byte lines, 12 ways): the tile's 24-36 lines then evict each other
@@ -706,15 +685,18 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
     // A^T B), 1024^3 +0.5-1.2%, 2 threads neutral.  Only for MR = 12: the halves of the AVX2 /
     // generic tiles (3 x 16, 2 x 4) would have too few accumulators to hide the FMA latency.
     const bool split_rows = MR >= 12 && ldc % 512 == 0;
-    for (i64 t = next_item(counter, base); t < ntasks; t = next_item(counter, base)) {
-      const i64 ib = t / groups, g = t % groups;
-      const i64 i0 = ib * mc_eff;
-      const i64 mc = (M - i0 < mc_eff) ? M - i0 : mc_eff;
-      const i64 q0 = npan * g / groups, q1 = npan * (g + 1) / groups;
-      for (i64 pc = 0; pc < K; pc += KC) {
-        const i64 kc = (K - pc < KC) ? K - pc : KC;
-        const bool first = (pc == 0);
-        ensure_slice(pc / KC);
+    while (pack_one(first_item(1))) {   // slice 0, by the whole team
+    }
+    team_barrier(nth);
+    for (i64 pc = 0; pc < K; pc += KC) {
+      const i64 kc = (K - pc < KC) ? K - pc : KC;
+      const bool first = (pc == 0);
+      const i64 ahead = first_item(pc / KC + 2);   // items of the next slice
+      for (i64 t = next_item(counter, base); t < ntasks; t = next_item(counter, base)) {
+        const i64 ib = t / groups, g = t % groups;
+        const i64 i0 = ib * mc_eff;
+        const i64 mc = (M - i0 < mc_eff) ? M - i0 : mc_eff;
+        const i64 q0 = npan * g / groups, q1 = npan * (g + 1) / groups;
         i64 ir = 0;
         if (p.a_rs == 1)
           for (; ir + 4 * MR <= mc; ir += 4 * MR)
@@ -723,13 +705,12 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
           const i64 mr = (mc - ir < MR) ? mc - ir : MR;
           pack_a_panel(apack + ir * kc, A + (i0 + ir) * p.a_rs + pc * p.a_cs, p.a_rs, p.a_cs, mr, kc);
         }
-        const i64 ahead = first_item(pc / KC + 2);   // items of the next slice and before
         for (i64 q = q0; q < q1; ++q) {
           pack_one(ahead);
           const i64 j0 = jc + q * NR;
           const int nr = int((N - j0 < NR) ? N - j0 : NR);
           const float* bias = (first && p.bias) ? p.bias + j0 : nullptr;
-          const float* bp = bpack + pc * ncpad + q * NR * kc;
+          const float* bp = sbuf[(pc / KC) % 2] + q * NR * kc;
           // the next B micro-panel (NR * kc floats) is prefetched a slice per call
           const float* bnext = bp + NR * kc;
           const i64 nlines = NR * kc / kLineFloats, per_call = ceil_div(nlines, ceil_div(mc, MR));
@@ -749,11 +730,14 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
           }
         }
       }
+      base += ntasks + nth;
+      while (pack_one(ahead)) {   // the rest of the next slice
+      }
+      team_barrier(nth);   // slice done by all, next slice packed
     }
-    base += ntasks + nth;
-    ps.claim_base += nitems;   // every item was claimed: each slice was ensured by some task
-    for (i64 s = 0; s < nslices; ++s) ps.done_base[s] += first_item(s + 1) - first_item(s);
-    team_barrier(nth);   // before the next column block overwrites bpack
+    // Every item was claimed (each slice completed before its barrier), and the last slice's
+    // barrier also lets the next column block (or product) overwrite the slice buffers.
+    ps.claim_base += nitems;
   }
 }
 
@@ -763,24 +747,9 @@ void gemm(const GemmParams& p) {
   int nth = p.nthreads < 1 ? 1 : p.nthreads;
   const double total = work * double(p.batch);
   if (total < kMinWorkPerThread * nth) nth = int(total / kMinWorkPerThread) < 1 ? 1 : int(total / kMinWorkPerThread);
-  i64 bpack_floats = round_up(p.K > 0 ? p.K : 1, KC) * round_up(b_block_cols(p.N, p.K), NR);
+  i64 bpack_floats = 2 * KC * round_up(b_block_cols(p.N), NR);   // two slice buffers
   const i64 gemv_floats = 2 * round_up(p.M > p.N ? p.M : p.N, 16);   // gemv partial sums (split K)
   if (bpack_floats < gemv_floats) bpack_floats = gemv_floats;
-
-  // Pack progress: per thread a done_base array, plus one shared claim counter and done
-  // array per team (private ones too, for products that run alone).
-  const i64 nslices = ceil_div(p.K > 0 ? p.K : 1, KC);
-  // (on the stack up to 15 KC slices at 2 threads, K <= 3840: no allocation for the many small
-  // products of generation)
-  const i64 sync_len = nth * (2 * nslices + 1);
-  i64 sync_local[64] = {};
-  std::vector<i64> sync_heap(std::size_t(sync_len > 64 ? sync_len : 0), 0);
-  i64* sync_mem = sync_len > 64 ? sync_heap.data() : sync_local;
-  auto sync_for = [&](int tid, bool shared) {
-    i64* own = sync_mem + tid * (2 * nslices + 1);   // [done_base | done | claim]
-    i64* team = shared ? sync_mem : own;
-    return PackSync{team + 2 * nslices, team + nslices, own, 0};
-  };
 
   // Many small products: one per thread, each alone (no barriers, private packing buffers).
   if (nth > 1 && p.batch >= nth && work < double(1 << 22)) {
@@ -791,8 +760,8 @@ void gemm(const GemmParams& p) {
       flush_denormals();
       const int tid = thread_id(), team = team_size();
       float* bpack = static_cast<float*>(workspace(kWsPackB, sizeof(float) * bpack_floats));
-      i64 counter = 0, base = 0;   // private: each product runs alone in this thread
-      PackSync ps = sync_for(tid, false);
+      i64 counter = 0, base = 0, claim = 0;   // private: each product runs alone in this thread
+      PackSync ps{&claim, 0};
       for (i64 bi = tid; bi < p.batch; bi += team) gemm_one(p, bi, 0, 1, bpack, &counter, base, ps);
     }
     return;
@@ -800,20 +769,20 @@ void gemm(const GemmParams& p) {
   float* bpack = static_cast<float*>(workspace(kWsPackB, sizeof(float) * bpack_floats));
   if (nth == 1) {
     flush_denormals();
-    i64 counter = 0, base = 0;
-    PackSync ps = sync_for(0, false);
+    i64 counter = 0, base = 0, claim = 0;
+    PackSync ps{&claim, 0};
     for (i64 bi = 0; bi < p.batch; ++bi) gemm_one(p, bi, 0, 1, bpack, &counter, base, ps);
     return;
   }
-  i64 counter = 0;   // shared by the team
+  i64 counter = 0, claim = 0;   // shared by the team
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nth) shared(counter)
+#pragma omp parallel num_threads(nth) shared(counter, claim)
 #endif
   {
     flush_denormals();
     const int tid = thread_id(), team = team_size();
     i64 base = 0;
-    PackSync ps = sync_for(tid, true);
+    PackSync ps{&claim, 0};
     for (i64 bi = 0; bi < p.batch; ++bi) gemm_one(p, bi, tid, team, bpack, &counter, base, ps);
   }
 }
