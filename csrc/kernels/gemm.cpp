@@ -21,8 +21,8 @@ namespace {
 constexpr int MR = kTileRows;
 constexpr int NR = 2 * W;
 // Cache blocking: an MR x KC A micro-panel plus a KC x NR B micro-panel stay in L1 (32 KiB),
-// the MC x KC A block (384 KiB) in L2; B is packed in column blocks of all of K (see
-// b_block_cols).  Each B micro-panel comes from L3 once per MC rows: MC = 384 rather than 144
+// the MC x KC A block (384 KiB) in L2; B is packed one KC x NC slice at a time into two
+// alternating buffers (see gemm_one).  Each B micro-panel comes from L3 once per MC rows: MC = 384 rather than 144
 // (BLIS's Haswell value) measured 1-2% faster on 2048x768x768 and 3-6% on 2048x768x3072 and
 // 768x768x2048 (A^T) at 1 thread on Zen 3 (512 KiB L2), neutral to +3% at 2 threads.
 constexpr i64 KC = 256;
