@@ -12,7 +12,6 @@
 #include "kernels.h"
 #include "simd.h"
 
-
 namespace irf {
 namespace IRF_ISA {
 namespace {
@@ -22,9 +21,10 @@ constexpr int MR = kTileRows;
 constexpr int NR = 2 * W;
 // Cache blocking: an MR x KC A micro-panel plus a KC x NR B micro-panel stay in L1 (32 KiB),
 // the MC x KC A block (384 KiB) in L2; B is packed one KC x NC slice at a time into two
-// alternating buffers (see gemm_one).  Each B micro-panel comes from L3 once per MC rows: MC = 384 rather than 144
-// (BLIS's Haswell value) measured 1-2% faster on 2048x768x768 and 3-6% on 2048x768x3072 and
-// 768x768x2048 (A^T) at 1 thread on Zen 3 (512 KiB L2), neutral to +3% at 2 threads.
+// alternating buffers (see gemm_one).  Each B micro-panel comes from L3 once per MC rows:
+// MC = 384 rather than 144 (BLIS's Haswell value) measured 1-2% faster on 2048x768x768 and
+// 3-6% on 2048x768x3072 and 768x768x2048 (A^T) at 1 thread on Zen 3 (512 KiB L2), neutral to
+// +3% at 2 threads.
 constexpr i64 KC = 256;
 constexpr i64 MC = 384;    // multiple of MR for every ISA above (6, 12, 4)
 constexpr i64 NC = 4064;   // multiple of NR (16, 32, 8)
@@ -56,33 +56,43 @@ IRF_INLINE void transpose8(const __m256 (&r)[8], __m256 (&c)[8]) {
 }
 #endif
 
+// One k of a full A panel in A^T storage (row stride 1): the MR contiguous values s[0:MR]
+// to d[0:MR] (4 + 2 / 8 + 4 floats with AVX2: GCC's own code inserted the 6 one by one).
+IRF_INLINE void copy_a_t_k(float* __restrict d, const float* s) {
+#if defined(__AVX2__)
+  if constexpr (MR == 6) {
+    _mm_storeu_ps(d, _mm_loadu_ps(s));
+    _mm_store_sd(reinterpret_cast<double*>(d + 4), _mm_load_sd(reinterpret_cast<const double*>(s + 4)));
+    return;
+  }
+  if constexpr (MR == 12) {
+    _mm256_storeu_ps(d, _mm256_loadu_ps(s));
+    _mm_storeu_ps(d + 8, _mm_loadu_ps(s + 8));
+    return;
+  }
+#endif
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) d[r] = s[r];
+}
+
+// A^T storage (row stride 1), G full panels at once, k by k: the G * MR values of one k are
+// one contiguous run (3 whole cache lines for G = 4, MR = 12), so each source line is read once,
+// where one panel at a time reads MR values (48 bytes) per k and the next panel, 256 rows
+// later, comes back for the rest of the line.  G = 4 measured best (2: -0.2%, 8: -2.3%): the G
+// destination streams lie MR * kc floats apart, i.e. in the same L1 set for kc = 256 (12 KiB).
+// 768x3072x2048 A^T B, A/B over 6 rounds: +3.9% at 1 thread, +1.9% at 2 (Zen 5).
+template <int G>
+void pack_a_panels_t(float* __restrict dst, const float* a, i64 cs, i64 kc) {
+  for (i64 k = 0; k < kc; ++k) {
+    const float* s = a + k * cs;
+#pragma GCC unroll 4
+    for (int g = 0; g < G; ++g) copy_a_t_k(dst + g * MR * kc + k * MR, s + g * MR);
+  }
+}
+
 void pack_a_panel(float* __restrict dst, const float* a, i64 rs, i64 cs, i64 mr, i64 kc) {
   if (mr == MR && rs == 1) {              // A^T storage: the MR values of one k are contiguous
-#if defined(__AVX2__)
-    if constexpr (MR == 6) {              // 4 + 2 floats per k (GCC's own code inserted them one by one)
-      for (i64 k = 0; k < kc; ++k) {
-        const float* s = a + k * cs;
-        float* d = dst + k * MR;
-        _mm_storeu_ps(d, _mm_loadu_ps(s));
-        _mm_store_sd(reinterpret_cast<double*>(d + 4), _mm_load_sd(reinterpret_cast<const double*>(s + 4)));
-      }
-      return;
-    }
-    if constexpr (MR == 12) {             // 8 + 4 floats per k
-      for (i64 k = 0; k < kc; ++k) {
-        const float* s = a + k * cs;
-        float* d = dst + k * MR;
-        _mm256_storeu_ps(d, _mm256_loadu_ps(s));
-        _mm_storeu_ps(d + 8, _mm_loadu_ps(s + 8));
-      }
-      return;
-    }
-#endif
-    for (i64 k = 0; k < kc; ++k) {
-      const float* s = a + k * cs;
-#pragma GCC unroll 16
-      for (int r = 0; r < MR; ++r) dst[k * MR + r] = s[r];
-    }
+    pack_a_panels_t<1>(dst, a, cs, kc);
     return;
   }
 #if defined(__AVX2__)
@@ -133,32 +143,6 @@ void pack_a_panel(float* __restrict dst, const float* a, i64 rs, i64 cs, i64 mr,
   }
   for (i64 r = mr; r < MR; ++r)
     for (i64 k = 0; k < kc; ++k) dst[k * MR + r] = 0.f;
-}
-
-// A^T storage (row stride 1), G full panels at once, k by k: the G * MR values of one k are
-// one contiguous run (3 whole cache lines for G = 4, MR = 12), so each source line is read once,
-// where one panel at a time reads MR values (48 bytes) per k and the next panel, 256 rows
-// later, comes back for the rest of the line.  G = 4 measured best (2: -0.2%, 8: -2.3%): the G
-// destination streams lie MR * kc floats apart, i.e. in the same L1 set for kc = 256 (12 KiB).
-// 768x3072x2048 A^T B, A/B over 6 rounds: +3.9% at 1 thread, +1.9% at 2 (Zen 5).
-template <int G>
-void pack_a_panels_t(float* __restrict dst, const float* a, i64 cs, i64 kc) {
-  for (i64 k = 0; k < kc; ++k) {
-    const float* s = a + k * cs;
-#pragma GCC unroll 4
-    for (int g = 0; g < G; ++g) {
-      float* d = dst + g * MR * kc + k * MR;
-#if defined(__AVX2__)
-      if constexpr (MR == 12) {
-        _mm256_storeu_ps(d, _mm256_loadu_ps(s + g * MR));
-        _mm_storeu_ps(d + 8, _mm_loadu_ps(s + g * MR + 8));
-        continue;
-      }
-#endif
-#pragma GCC unroll 16
-      for (int r = 0; r < MR; ++r) d[r] = s[g * MR + r];
-    }
-  }
 }
 
 void pack_b_panel(float* __restrict dst, const float* b, i64 rs, i64 cs, i64 nr, i64 kc) {
@@ -730,7 +714,7 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
           }
         }
       }
-      base += ntasks + nth;
+      base += ntasks + nth;   // every thread overshoots the task counter once per slice
       while (pack_one(ahead)) {   // the rest of the next slice
       }
       team_barrier(nth);   // slice done by all, next slice packed
