@@ -170,7 +170,9 @@ IRF_INLINE void vstream(float* p, vf v) {
 // layernorm backward +20-29% in three of four batches; layernorm forward +3..+70% in two, -4..-7%
 // in two) while 25 MB ones (GELU at the MLP width) stayed 1-12% faster streamed.  With one
 // thread, and in the AVX2 build (measured on Zen 3, where streaming won at 2 threads too), the
-// 4 MiB threshold applies.
+// 4 MiB threshold applies.  Those backward figures were for a backward alone, writing into a
+// just-freed cached buffer; layernorm's backward, timed after its forward, is faster streamed
+// and passes nthreads = 1 here (see layernorm.cpp).
 constexpr i64 kStreamMinFloats = i64(1) << 20;
 constexpr i64 kStreamMinFloatsThreads = W >= 16 ? i64(1) << 22 : kStreamMinFloats;
 IRF_INLINE bool stream_ok(const float* p, i64 n, i64 row, int nthreads) {

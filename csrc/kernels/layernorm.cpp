@@ -256,7 +256,15 @@ void layernorm_backward(float* dx, float* dweight, float* dbias, const float* do
                         int nthreads) {
   if (N <= 0 || C <= 0) return;
   const bool params = dweight != nullptr;
-  const bool nt = stream_ok(dx, N * C, C, nthreads);   // dx with streaming stores
+  // dx streamed from 4 MiB at any thread count (stream_ok's single-thread threshold), unlike the
+  // other row kernels' outputs at 2 threads: in a fwd+bwd pair the forward's output stays alive
+  // through the backward (x, out, dout, dx: 25 MB at 2048x768), and a plain-stored dx then
+  // evicts the inputs and reads its own lines back first.  In-process A/B, 2 threads, 2048x768
+  // (AVX-512 Zen 5): fwd+bwd with inputs in L3 1.23-1.49x faster (six runs), from DRAM
+  // 1.00-1.25x; only a backward alone into a just-freed cached buffer was faster plain.  Softmax,
+  // log-softmax and GELU backward measured the same way were not faster (log-softmax 16-25%
+  // slower), so they keep the general rule.
+  const bool nt = stream_ok(dx, N * C, C, 1);
   auto rows = [&](float* dw, float* db, i64 r0, i64 r1) {
     with_flags([&](auto HW, auto PG, auto NT) {
       rows_backward<HW, PG, NT>(dx, dw, db, dout, x, mean, rstd, weight, C, r0, r1);
