@@ -158,8 +158,9 @@ IRF_INLINE void vstream(float* p, vf v) {
 }
 
 // Outputs of at least kStreamMinFloats floats (4 MiB, 8x a core's L2) are written with
-// streaming stores by the memory-bound row / elementwise kernels (layernorm, softmax,
-// activations): such an output does not stay in L2 for its consumer, and skipping the
+// streaming stores by the memory-bound row / elementwise kernels (layernorm, the softmax
+// backward, activations; not the softmax / log-softmax forward, whose backward reads its
+// output, see softmax.cpp): such an output does not stay in L2 for its consumer, and skipping the
 // read-for-ownership of every line saves a third of a read-one-write-one kernel's traffic.
 // stream_ok: that size and a vector-aligned destination (outputs the bindings allocate are
 // 64-byte aligned; a caller's out= array may not be, and is then written normally), written in

@@ -61,12 +61,14 @@ IRF_INLINE float row_sumexp(float* e, const float* x, float m, i64 C) {
   return vreduce_add(vadd(s0, s1));
 }
 
-// Rows [r0, r1).  NT: streaming stores of the output (C a multiple of W, out aligned), for
-// log-softmax only.  Softmax writes exp(x - max) into its output row and scales it there in L1
-// with plain stores: streaming stores instead (the exp values going to a scratch row first)
-// were 8-33% slower fwd+bwd on Zen 3 (2048x768, A/B in both orders, 1 and 2 threads, inputs
-// in or beyond L3), while they help layernorm and the backward kernels.
-template <bool NT>
+// Rows [r0, r1), plain stores: the backward reads the output, and streamed it came back from
+// DRAM.  Softmax writes exp(x - max) into its output row and scales it there in L1; streaming
+// stores instead (the exp values going to a scratch row first) were 8-33% slower fwd+bwd on
+// Zen 3 (2048x768, A/B in both orders, 1 and 2 threads, inputs in or beyond L3).  Log-softmax
+// streamed its output until in-process A/B runs of fwd+bwd (2048x768, env switch per call,
+// alternating) found plain stores faster: AVX-512 Zen 5 1 thread 1.20-1.29x with inputs in L3,
+// 1.20-1.26x from DRAM (2 threads already stored plainly: streaming there was 0.64-0.82x); the
+// AVX2 build on the same CPU 1.02-1.08x (1 thread), 1.08-1.23x (2 threads).
 IRF_INLINE void softmax_rows(float* out, const float* x, i64 r0, i64 r1, i64 C, bool log) {
   for (i64 i = r0; i < r1; ++i) {
     const float* xi = x + i * C;
@@ -83,21 +85,16 @@ IRF_INLINE void softmax_rows(float* out, const float* x, i64 r0, i64 r1, i64 C, 
       // out = x - max - log(sum exp(x - max)); x - max first (exact for large |x|)
       const vf vl = vset1(std::log(row_sumexp(nullptr, xi, m, C))), vm = vset1(m);
       for_row_vectors(C, pf, nullptr, [&](i64 j, int r) {
-        if (r == W) vput<NT>(yi + j, vsub(vsub(vload(xi + j), vm), vl));
+        if (r == W) vstore(yi + j, vsub(vsub(vload(xi + j), vm), vl));
         else vstore_part(yi + j, vsub(vsub(vload_part(xi + j, r), vm), vl), r);
       });
     }
   }
-  if (NT) _mm_sfence();
 }
 
 void softmax_forward(float* out, const float* x, i64 N, i64 C, bool log, int nthreads) {
   if (N <= 0 || C <= 0) return;
-  const bool nt = log && stream_ok(out, N * C, C, nthreads);
-  parallel_for(N, min_rows(C), nthreads, [&](i64 r0, i64 r1) {
-    if (nt) softmax_rows<true>(out, x, r0, r1, C, log);
-    else softmax_rows<false>(out, x, r0, r1, C, log);
-  });
+  parallel_for(N, min_rows(C), nthreads, [&](i64 r0, i64 r1) { softmax_rows(out, x, r0, r1, C, log); });
 }
 
 // softmax:     dx = out * (dout - sum(dout * out))       (Jacobian diag(out) - out out^T)
