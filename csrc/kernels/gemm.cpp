@@ -469,18 +469,24 @@ void gemm_small(const GemmParams& p, const float* A, const float* B, float* C, i
 // at q*NR*kc, row k of the slice at k*NR within it; padding columns zero.
 constexpr i64 kPackRows = 8;
 static_assert(KC % kPackRows == 0, "a group of packed rows must not straddle two KC slices");
+// Panels of a slice lie panel_stride(kc) floats apart: one cache line more than a panel, so that
+// the same row of successive panels falls in successive L1 / L2 sets (NR * kc floats apart, a
+// multiple of 4 KiB, every row of B scattered into the panels went to one pair of sets).
+constexpr i64 kPanelPad = kLineFloats;
+IRF_INLINE i64 panel_stride(i64 kc) { return NR * kc + kPanelPad; }
+IRF_INLINE i64 slice_floats(i64 ncpad) { return KC * ncpad + (ncpad / NR) * kPanelPad; }
 void pack_b_rows(float* __restrict slice, const float* b, i64 rs, i64 k0, i64 nk, i64 K, i64 nc) {
   const i64 pc = k0 / KC * KC, kc = (K - pc < KC) ? K - pc : KC;
-  const i64 nfull = nc / NR;
+  const i64 nfull = nc / NR, ps = panel_stride(kc);
   for (i64 k = k0; k < k0 + nk; ++k) {
     const float* src = b + k * rs;
     float* dst = slice + (k - pc) * NR;
     for (i64 q = 0; q < nfull; ++q) {
-      vstore(dst + q * NR * kc, vload(src + q * NR));
-      vstore(dst + q * NR * kc + W, vload(src + q * NR + W));
+      vstore(dst + q * ps, vload(src + q * NR));
+      vstore(dst + q * ps + W, vload(src + q * NR + W));
     }
     if (nfull * NR < nc) {
-      float* d = dst + nfull * NR * kc;
+      float* d = dst + nfull * ps;
       const i64 n = nc - nfull * NR;
       for (i64 j = 0; j < n; ++j) d[j] = src[nfull * NR + j];
       for (i64 j = n; j < NR; ++j) d[j] = 0.f;
@@ -489,7 +495,7 @@ void pack_b_rows(float* __restrict slice, const float* b, i64 rs, i64 k0, i64 nk
 }
 
 // Columns of B in one block (each KC slice of it packed into a slice buffer of KC x ncb
-// floats, 4 MiB at most): at most NC.  Every column block re-packs A and ends with a barrier,
+// floats and a line per panel, 4 MiB at most): at most NC.  Every column block re-packs A and ends with a barrier,
 // so blocks are as wide as that allows; N is split into equal blocks, since a small leftover
 // block (e.g. 2720 + 352 columns) would waste packing.
 i64 b_block_cols(i64 N) {
@@ -638,7 +644,7 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
       if (s >= nslices) return nitems;
       return by_rows ? s * (KC / kPackRows) : s * npan;
     };
-    float* const sbuf[2] = {bpack, bpack + KC * ncpad};
+    float* const sbuf[2] = {bpack, bpack + slice_floats(ncpad)};
     auto pack_one = [&](i64 end) -> bool {       // packs one unclaimed item below `end`, if any
       const i64 it = claim_item(ps, end);
       if (it < 0) return false;
@@ -650,7 +656,7 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
         const i64 kc = (K - pc < KC) ? K - pc : KC;
         const i64 j0 = jc + q * NR;
         const i64 nr = (N - j0 < NR) ? N - j0 : NR;
-        pack_b_panel(sbuf[sl % 2] + q * NR * kc, B + pc * p.b_rs + j0 * p.b_cs, p.b_rs, p.b_cs, nr, kc);
+        pack_b_panel(sbuf[sl % 2] + q * panel_stride(kc), B + pc * p.b_rs + j0 * p.b_cs, p.b_rs, p.b_cs, nr, kc);
       }
       return true;
     };
@@ -694,9 +700,9 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
           const i64 j0 = jc + q * NR;
           const int nr = int((N - j0 < NR) ? N - j0 : NR);
           const float* bias = (first && p.bias) ? p.bias + j0 : nullptr;
-          const float* bp = sbuf[(pc / KC) % 2] + q * NR * kc;
+          const float* bp = sbuf[(pc / KC) % 2] + q * panel_stride(kc);
           // the next B micro-panel (NR * kc floats) is prefetched a slice per call
-          const float* bnext = bp + NR * kc;
+          const float* bnext = bp + panel_stride(kc);
           const i64 nlines = NR * kc / kLineFloats, per_call = ceil_div(nlines, ceil_div(mc, MR));
           for (i64 ir = 0; ir < mc; ir += MR) {
             const int mr = int((mc - ir < MR) ? mc - ir : MR);
@@ -731,7 +737,7 @@ void gemm(const GemmParams& p) {
   int nth = p.nthreads < 1 ? 1 : p.nthreads;
   const double total = work * double(p.batch);
   if (total < kMinWorkPerThread * nth) nth = int(total / kMinWorkPerThread) < 1 ? 1 : int(total / kMinWorkPerThread);
-  i64 bpack_floats = 2 * KC * round_up(b_block_cols(p.N), NR);   // two slice buffers
+  i64 bpack_floats = 2 * slice_floats(round_up(b_block_cols(p.N), NR));   // two slice buffers
   const i64 gemv_floats = 2 * round_up(p.M > p.N ? p.M : p.N, 16);   // gemv partial sums (split K)
   if (bpack_floats < gemv_floats) bpack_floats = gemv_floats;
 
