@@ -495,9 +495,9 @@ void pack_b_rows(float* __restrict slice, const float* b, i64 rs, i64 k0, i64 nk
 }
 
 // Columns of B in one block (each KC slice of it packed into a slice buffer of KC x ncb
-// floats and a line per panel, 4 MiB at most): at most NC.  Every column block re-packs A and ends with a barrier,
-// so blocks are as wide as that allows; N is split into equal blocks, since a small leftover
-// block (e.g. 2720 + 352 columns) would waste packing.
+// floats and a line per panel, 4 MiB at most): at most NC.  Every column block re-packs A and
+// ends with a barrier, so blocks are as wide as that allows; N is split into equal blocks,
+// since a small leftover block (e.g. 2720 + 352 columns) would waste packing.
 i64 b_block_cols(i64 N) {
   i64 cap = NC;
   if (N <= cap) return N;
