@@ -261,9 +261,10 @@ void layernorm_backward(float* dx, float* dweight, float* dbias, const float* do
   // through the backward (x, out, dout, dx: 25 MB at 2048x768), and a plain-stored dx then
   // evicts the inputs and reads its own lines back first.  In-process A/B, 2 threads, 2048x768
   // (AVX-512 Zen 5): fwd+bwd with inputs in L3 1.23-1.49x faster (six runs), from DRAM
-  // 1.00-1.25x; only a backward alone into a just-freed cached buffer was faster plain.  Softmax,
-  // log-softmax and GELU backward measured the same way were not faster (log-softmax 16-25%
-  // slower), so they keep the general rule.
+  // 1.00-1.25x; only a backward alone into a just-freed cached buffer was faster plain.  The
+  // other backward kernels measured the same way (one run each, warm / cold) were mixed: GELU
+  // tanh +4% / +13%, softmax +8% / -5%, GELU erf -13% / -2%, log-softmax -16% / -25%, so they
+  // keep the general rule.
   const bool nt = stream_ok(dx, N * C, C, 1);
   auto rows = [&](float* dw, float* db, i64 r0, i64 r1) {
     with_flags([&](auto HW, auto PG, auto NT) {
