@@ -464,17 +464,18 @@ void gemm_small(const GemmParams& p, const float* A, const float* B, float* C, i
   if (pack_b) team_barrier(nth);   // before the next product overwrites bpack
 }
 
-// Rows k0..k0+nk-1 (kPackRows rows, all in one KC slice) of B (row stride rs, unit column
-// stride, nc columns) into their panels in the slice's buffer: panel q of a slice of depth kc
-// at q*NR*kc, row k of the slice at k*NR within it; padding columns zero.
-constexpr i64 kPackRows = 8;
-static_assert(KC % kPackRows == 0, "a group of packed rows must not straddle two KC slices");
 // Panels of a slice lie panel_stride(kc) floats apart: one cache line more than a panel, so that
 // the same row of successive panels falls in successive L1 / L2 sets (NR * kc floats apart, a
 // multiple of 4 KiB, every row of B scattered into the panels went to one pair of sets).
 constexpr i64 kPanelPad = kLineFloats;
 IRF_INLINE i64 panel_stride(i64 kc) { return NR * kc + kPanelPad; }
 IRF_INLINE i64 slice_floats(i64 ncpad) { return KC * ncpad + (ncpad / NR) * kPanelPad; }
+
+// Rows k0..k0+nk-1 (kPackRows rows, all in one KC slice) of B (row stride rs, unit column
+// stride, nc columns) into their panels in the slice's buffer: panel q of a slice of depth kc
+// at q * panel_stride(kc), row k of the slice at k*NR within it; padding columns zero.
+constexpr i64 kPackRows = 8;
+static_assert(KC % kPackRows == 0, "a group of packed rows must not straddle two KC slices");
 void pack_b_rows(float* __restrict slice, const float* b, i64 rs, i64 k0, i64 nk, i64 K, i64 nc) {
   const i64 pc = k0 / KC * KC, kc = (K - pc < KC) ? K - pc : KC;
   const i64 nfull = nc / NR, ps = panel_stride(kc);
