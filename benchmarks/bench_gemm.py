@@ -6,7 +6,9 @@ For each thread count and shape, the three libraries run interleaved (round-robi
 warm-up; at 2+ threads each sample starts after a pause that lets the previous library's
 spinning workers go idle, see _common.settle) and the median time of each is reported as GFLOP/s, with the ratio to PyTorch and to
 numpy and the fraction of the fp32 peak measured on this CPU by an FMA loop (same ISA, same
-threads).  The machine is shared and noisy: trust ratios from one run, not absolute figures.
+threads).  "(rounds)" gives the quartiles of numpy's time / ironformer's taken round by round,
+so a ratio near 1 can be read as a gap or as this run's noise.  The machine is shared and
+noisy: trust ratios from one run, not absolute figures.
 """
 from __future__ import annotations
 
@@ -116,7 +118,12 @@ def bench_shape(m, n, k, ta, tb, threads, repeats, rng):
     ref = a.T.astype(np.float64) if ta else a.astype(np.float64)
     ref = ref @ (b.T.astype(np.float64) if tb else b.astype(np.float64))
     err = float(np.abs(out - ref).max() / (np.abs(ref).max() + 1e-30))
-    return {name: flops / statistics.median(ts) / 1e9 for name, ts in times.items()}, err
+    # numpy's time / ours in each round: the two samples are ~0.1 s apart, so a change in the
+    # machine's load between rounds moves both; the quartiles of these per-round ratios say
+    # whether a ratio of medians a little below 1 is a real gap or the noise of this run.
+    paired = sorted(tn / ti for tn, ti in zip(times["numpy"], times["ironformer"]))
+    q = statistics.quantiles(paired, n=4) if len(paired) > 1 else [paired[0]] * 3
+    return {name: flops / statistics.median(ts) / 1e9 for name, ts in times.items()}, err, (q[0], q[2])
 
 
 def main(argv=None):
@@ -146,32 +153,34 @@ def main(argv=None):
             torch.set_num_threads(nt)
         peak = _C.peak_gflops(nt, 0.3)
         print(f"\n== {nt} thread(s); fp32 peak measured by an FMA loop before this table: {peak:.0f} GFLOP/s ({irf.isa()})")
-        hdr = f"{'shape':24s} {'M':>5s} {'N':>5s} {'K':>5s} | {'irf':>6s} {'numpy':>6s} {'torch':>6s} GFLOP/s | {'vs torch':>8s} {'vs numpy':>8s} {'irf %peak':>9s} | max rel err"
+        hdr = (f"{'shape':24s} {'M':>5s} {'N':>5s} {'K':>5s} | {'irf':>6s} {'numpy':>6s} {'torch':>6s} GFLOP/s | "
+               f"{'vs torch':>8s} {'vs numpy':>8s} {'(rounds)':>11s} {'irf %peak':>9s} | max rel err")
         if args.markdown:
-            print("| shape | M | N | K | ironformer | numpy | torch | vs torch | vs numpy | % peak |")
-            print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+            print("| shape | M | N | K | ironformer | numpy | torch | vs torch | vs numpy | (rounds) | % peak |")
+            print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         else:
             print(hdr)
         with _NumpyThreads(nt):
             for label, m, n, k, ta, tb in SHAPES:
-                g, err = bench_shape(m, n, k, ta, tb, nt, repeats, rng)
+                g, err, (q25, q75) = bench_shape(m, n, k, ta, tb, nt, repeats, rng)
                 t = g.get("torch", float("nan"))
                 r_t = g["ironformer"] / t if torch is not None else float("nan")
                 r_n = g["ironformer"] / g["numpy"]
                 frac = g["ironformer"] / peak
                 if args.markdown:
                     print(f"| {label} | {m} | {n} | {k} | {g['ironformer']:.1f} | {g['numpy']:.1f} | {t:.1f} | "
-                          f"{r_t:.2f}x | {r_n:.2f}x | {100 * frac:.0f}% |")
+                          f"{r_t:.2f}x | {r_n:.2f}x | {q25:.2f}-{q75:.2f} | {100 * frac:.0f}% |")
                 else:
                     print(f"{label:24s} {m:5d} {n:5d} {k:5d} | {g['ironformer']:6.1f} {g['numpy']:6.1f} {t:6.1f}         | "
-                          f"{r_t:7.2f}x {r_n:7.2f}x {100 * frac:8.0f}% | {err:.1e}")
+                          f"{r_t:7.2f}x {r_n:7.2f}x {q25:5.2f}-{q75:4.2f} {100 * frac:8.0f}% | {err:.1e}")
                 if label in TRAINING and torch is not None and r_t < 0.9:
                     shortfalls.append(f"{nt}T {label}: {r_t:.2f}x torch")
                 if r_n < 1.0:
-                    shortfalls.append(f"{nt}T {label}: {r_n:.2f}x numpy")
+                    shortfalls.append(f"{nt}T {label}: {r_n:.2f}x numpy (rounds {q25:.2f}-{q75:.2f})")
         peak_after = _C.peak_gflops(nt, 0.3)
         print(f"   (peak re-measured after the table: {peak_after:.0f} GFLOP/s; a big change means the machine's load changed)")
-    print("\ntargets: >= 0.9x torch on training shapes, >= 1.0x numpy everywhere")
+    print("\n(rounds): quartiles over the rounds of numpy's time / ironformer's in the same round")
+    print("targets: >= 0.9x torch on training shapes, >= 1.0x numpy everywhere")
     print("shortfalls: " + ("; ".join(shortfalls) if shortfalls else "none"))
 
 
