@@ -121,7 +121,7 @@ def bench_shape(m, n, k, ta, tb, threads, repeats, rng):
     # numpy's time / ours in each round: the two samples are ~0.1 s apart, so a change in the
     # machine's load between rounds moves both; the quartiles of these per-round ratios say
     # whether a ratio of medians a little below 1 is a real gap or the noise of this run.
-    paired = sorted(tn / ti for tn, ti in zip(times["numpy"], times["ironformer"]))
+    paired = [tn / ti for tn, ti in zip(times["numpy"], times["ironformer"])]
     q = statistics.quantiles(paired, n=4) if len(paired) > 1 else [paired[0]] * 3
     return {name: flops / statistics.median(ts) / 1e9 for name, ts in times.items()}, err, (q[0], q[2])
 

@@ -500,9 +500,8 @@ void pack_b_rows(float* __restrict slice, const float* b, i64 rs, i64 k0, i64 nk
 // ends with a barrier, so blocks are as wide as that allows; N is split into equal blocks,
 // since a small leftover block (e.g. 2720 + 352 columns) would waste packing.
 i64 b_block_cols(i64 N) {
-  i64 cap = NC;
-  if (N <= cap) return N;
-  const i64 nblocks = ceil_div(N, cap);
+  if (N <= NC) return N;
+  const i64 nblocks = ceil_div(N, NC);
   return round_up(ceil_div(N, nblocks), NR);
 }
 
@@ -682,6 +681,7 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
     for (i64 pc = 0; pc < K; pc += KC) {
       const i64 kc = (K - pc < KC) ? K - pc : KC;
       const bool first = (pc == 0);
+      const bool load_c = !first || p.accumulate;   // later slices add to C
       const i64 ahead = first_item(pc / KC + 2);   // items of the next slice
       for (i64 t = next_item(counter, base); t < ntasks; t = next_item(counter, base)) {
         const i64 ib = t / groups, g = t % groups;
@@ -713,10 +713,10 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
             float* ct = C + (i0 + ir) * ldc + j0;
             const float* at = apack + ir * kc;
             if (split_rows && mr == MR && nr == NR) {
-              micro_kernel<MR / 2>(kc, at, bp, ct, ldc, MR / 2, nr, !first || p.accumulate, bias);
-              micro_kernel<MR / 2>(kc, at + MR / 2, bp, ct + MR / 2 * ldc, ldc, MR / 2, nr, !first || p.accumulate, bias);
+              micro_kernel<MR / 2>(kc, at, bp, ct, ldc, MR / 2, nr, load_c, bias);
+              micro_kernel<MR / 2>(kc, at + MR / 2, bp, ct + MR / 2 * ldc, ldc, MR / 2, nr, load_c, bias);
             } else {
-              micro_kernel<MR>(kc, at, bp, ct, ldc, mr, nr, !first || p.accumulate, bias);
+              micro_kernel<MR>(kc, at, bp, ct, ldc, mr, nr, load_c, bias);
             }
           }
         }
