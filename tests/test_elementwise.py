@@ -159,6 +159,17 @@ def test_sum_to_shape(isa, rng):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+def test_sum_to_shape_bad_input(rng):
+    g = rng.standard_normal((4, 1, 6)).astype(np.float32)
+    with pytest.raises(TypeError, match="numpy array, got list"):
+        ops.sum_to_shape([1.0, 2.0], (1,))
+    with pytest.raises(ValueError, match="larger rank"):
+        ops.sum_to_shape(g, (2, 4, 1, 6))
+    for shape in [(4, 5, 6), (5, 6), (3, 1, 6)]:   # a dim of g neither equal to shape's nor summed to 1
+        with pytest.raises(ValueError, match=r"does not broadcast from"):
+            ops.sum_to_shape(g, shape)
+
+
 def test_reference_twin_matches_kernel(rng):
     a = rng.standard_normal((6, 1, 37)).astype(np.float32)
     b = (np.abs(rng.standard_normal((5, 37))) + 0.5).astype(np.float32)

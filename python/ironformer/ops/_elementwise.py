@@ -98,6 +98,8 @@ def sum_to_shape(x: np.ndarray, shape: tuple) -> np.ndarray:
     """Sum ``x`` (a broadcast result) back to ``shape`` (an operand's shape before
     broadcasting): leading extra dims and dims where ``shape`` has 1 are summed.  Returns
     ``x`` itself when the shapes already agree."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"sum_to_shape: x must be a numpy array, got {type(x).__name__}")
     shape = tuple(shape)
     if x.shape == shape:
         return x
@@ -108,7 +110,7 @@ def sum_to_shape(x: np.ndarray, shape: tuple) -> np.ndarray:
     for i, s in enumerate(shape):
         if s == 1 and x.shape[lead + i] != 1:
             axes.append(lead + i)
-        elif s != x.shape[lead + i] and x.shape[lead + i] != 1:
+        elif s != x.shape[lead + i]:
             raise ValueError(f"sum_to_shape: {x.shape} does not broadcast from {shape}")
     r = _C.reduce_sum(x, axes, True)
     return r.reshape(shape)
