@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 
+import ironformer as irf
 from ironformer import _C
 
 _erf64 = np.vectorize(math.erf, otypes=[np.float64])
@@ -59,9 +60,31 @@ def test_gelu_erf_derivative_error_bound(isa, rng):
     want = 0.5 * (1 + _erf64(xd / math.sqrt(2))) + xd * np.exp(-0.5 * xd * xd) / math.sqrt(2 * math.pi)
     got = ops.gelu_backward(np.ones_like(x), x).astype(np.float64)
     ab = np.abs(got - want).max()
-    assert ab <= 3.0e-7, f"gelu' abs error {ab:.3g}"
+    # AVX-512 uses per-interval polynomials instead (tools/fit_gelu_erf.py): measured 1.17e-7
+    bound = 1.5e-7 if irf.isa() == "avx512" else 3.0e-7
+    assert ab <= bound, f"gelu' abs error {ab:.3g}"
     ends = ops.gelu_backward(np.ones(5, np.float32), np.array([np.inf, -np.inf, 6.3, -6.3, np.nan], np.float32))
     assert list(ends[:4]) == [1.0, 0.0, 1.0, 0.0] and np.isnan(ends[4])
+
+
+def test_gelu_erf_forward_error_bound(isa, rng):
+    # gelu(x) = x Phi(x) against float64.  AVX-512 tables Phi(|x|) - 1/2 per interval and adds
+    # x / 2 with one FMA: within 3e-7 + 2e-6 |gelu| everywhere (measured 0.50 of it).  AVX2 and
+    # generic compute 0.5 x (1 + erf(x / sqrt 2)) as PyTorch does, whose 1 + erf cancels in
+    # the left tail: absolute error up to 1.06e-6 (avx2) and 1.47e-6 (generic) near x = -5.
+    from ironformer import ops
+    x = grid(rng, -8.0, 8.0, 200001, 100000)
+    xd = x.astype(np.float64)
+    want = xd * 0.5 * (1 + _erf64(xd / math.sqrt(2)))
+    err = np.abs(ops.gelu_forward(x).astype(np.float64) - want)
+    if irf.isa() == "avx512":
+        worst = (err / (3e-7 + 2e-6 * np.abs(want))).max()
+        assert worst <= 0.6, f"gelu abs error {worst:.3g} of 3e-7 + 2e-6 |y|"
+    else:
+        assert err.max() <= 1.6e-6, f"gelu abs error {err.max():.3g}"
+    ends = ops.gelu_forward(np.array([np.inf, -np.inf, 5.7, -5.7, np.nan, 0.0], np.float32))
+    assert ends[0] == np.inf and np.isnan(ends[1]) and ends[2] == np.float32(5.7) and ends[3] == 0
+    assert np.isnan(ends[4]) and ends[5] == 0
 
 
 @pytest.mark.parametrize("fn", ["tanh", "erf"])
