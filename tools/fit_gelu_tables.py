@@ -1,15 +1,16 @@
-"""Fit the piecewise-polynomial tables of the AVX-512 GELU-erf kernels (csrc/kernels/activations.cpp).
+"""Fit the piecewise-polynomial tables of the AVX-512 GELU kernels (csrc/kernels/activations.cpp).
 
-    python tools/fit_gelu_erf.py            # prints the C++ tables and their float32 error
+    python tools/fit_gelu_tables.py         # prints the C++ tables and their float32 error
 
-Both functions are odd about 1/2 once 1/2 is taken off, so they are fitted on |x| only:
-  forward   k(a) = Phi(a) - 1/2 = erf(a / sqrt 2) / 2,   gelu(x) = |x| k(|x|) + x / 2
-  backward  h(a) = Phi(a) - 1/2 + a phi(a),                gelu'(x) = 1/2 + sign(x) h(|x|)
-(Phi, phi: the standard normal CDF and density).  Interval j covers u = 4|x| in [j - 1/2, j + 1/2]
+gelu(x) = x s(x) with s(x) = Phi(x) (erf form; Phi, phi: the standard normal CDF and density)
+or s(x) = sigmoid(2 u(x)), u = sqrt(2/pi) (x + 0.044715 x^3) (tanh form).  s - 1/2 and
+gelu' - 1/2 = s - 1/2 + x s' are odd, so both are fitted on |x| only:
+  forward   k(a) = s(a) - 1/2,          gelu(x) = |x| k(|x|) + x / 2
+  backward  h(a) = s(a) - 1/2 + a s'(a), gelu'(x) = 1/2 + sign(x) h(|x|)  Interval j covers u = 4|x| in [j - 1/2, j + 1/2]
 (width 1/4 in x, centred on j / 4, so u's nearest integer j picks the interval and t = u - j is
-exact); on each, a polynomial in t of degree DEG_F / DEG_B, least squares on Chebyshev nodes of
-[-0.52, 0.52] (near minimax, with a margin for u's rounding).  Beyond |x| = L_F / L_B the kernels
-use k = h = 1/2 (exact in float32 there).  32 entries per coefficient: one vpermt2ps lookup.
+exact); on each, a polynomial in t (degree 4 forward, 5 backward), least squares on Chebyshev
+nodes of [-0.52, 0.52] (near minimax, with a margin for u's rounding).  Beyond the limits below
+the kernels use k = h = 1/2 (within 3.3e-8 of it there, which rounds to 1/2 in float32).  32 entries per coefficient: one vpermt2ps lookup.
 The script also evaluates the kernels' float32 operation sequence (with FMA) against float64.
 """
 from __future__ import annotations
@@ -19,8 +20,7 @@ import math
 import numpy as np
 
 SCALE = 4.0                # intervals per unit of x
-L_F, DEG_F = 5.6, 4        # forward: k(5.6) = 1/2 - 1.1e-8
-L_B, DEG_B = 6.2, 5        # backward: h(6.2) = 1/2 + 3.3e-8 (rounds to 1/2 + 0 in float32)
+DEG_F, DEG_B = 4, 5
 MAGIC = 12582912.0         # 1.5 * 2^23: u + MAGIC holds round(u) in its low mantissa bits
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
@@ -32,6 +32,26 @@ def k_fwd(a):
 
 def h_bwd(a):
     return 0.5 * _erf(a / math.sqrt(2.0)) + a * np.exp(-0.5 * a * a) / math.sqrt(2.0 * math.pi)
+
+
+_TK, _TC = math.sqrt(2.0 / math.pi), 0.044715
+
+
+def _sig2u(a):
+    return 1.0 / (1.0 + np.exp(-2.0 * _TK * (a + _TC * a ** 3)))
+
+
+def k_fwd_tanh(a):
+    return _sig2u(a) - 0.5
+
+
+def h_bwd_tanh(a):
+    s = _sig2u(a)
+    return s - 0.5 + a * 2.0 * _TK * (1.0 + 3.0 * _TC * a * a) * s * (1.0 - s)
+
+
+# name: (k, forward limit, h, backward limit); limits where k, h are within 3.3e-8 of 1/2
+VARIANTS = {"Erf": (k_fwd, 5.6, h_bwd, 6.2), "Tanh": (k_fwd_tanh, 5.4, h_bwd_tanh, 6.0)}
 
 
 def fit(f, limit, deg, ext=0.52, nodes=256):
@@ -68,18 +88,18 @@ def poly32(x, coef, limit):
     return ax, np.where(ax < np.float32(limit), p, np.float32(0.5))
 
 
-def check(cf, cb):
+def check(k, lf, cf, h, lb, cb):
     rng = np.random.default_rng(0)
     x = np.concatenate([np.linspace(-8, 8, 400001), rng.uniform(-8, 8, 200000),
                         np.logspace(-30, 1, 2001), -np.logspace(-30, 1, 2001)]).astype(np.float32)
     xd = x.astype(np.float64)
-    ax, p = poly32(x, cf, L_F)
+    ax, p = poly32(x, cf, lf)
     y = _fma(ax, p, _r(np.float32(0.5) * x))
-    want = xd * (0.5 + np.sign(xd) * k_fwd(np.abs(xd)))
+    want = xd * (0.5 + np.sign(xd) * k(np.abs(xd)))
     ef = np.abs(y - want)
-    ax, p = poly32(x, cb, L_B)
+    ax, p = poly32(x, cb, lb)
     g = _r(0.5 + np.copysign(p, x).astype(np.float64))
-    eb = np.abs(g - (0.5 + np.sign(xd) * h_bwd(np.abs(xd))))
+    eb = np.abs(g - (0.5 + np.sign(xd) * h(np.abs(xd))))
     return ef.max(), (ef / (3e-7 + 2e-6 * np.abs(want))).max(), eb.max()
 
 
@@ -94,12 +114,13 @@ def cpp_table(name, coef, comment):
 
 
 def main():
-    cf, cb = fit(k_fwd, L_F, DEG_F), fit(h_bwd, L_B, DEG_B)
-    ab_f, tol_f, ab_b = check(cf, cb)
-    print(f"// float32 emulation over [-8, 8]: gelu max abs error {ab_f:.3g} ({tol_f:.2f} of 3e-7 + 2e-6 |y|),"
-          f" gelu' max abs error {ab_b:.3g}")
-    print(cpp_table("kGeluErfFwdC", cf, f"k(a) = erf(a / sqrt 2) / 2, degree {DEG_F} in t, coefficient d of interval j at [d][j]"))
-    print(cpp_table("kGeluErfBwdC", cb, f"h(a) = Phi(a) - 1/2 + a phi(a), degree {DEG_B} in t"))
+    for name, (k, lf, h, lb) in VARIANTS.items():
+        cf, cb = fit(k, lf, DEG_F), fit(h, lb, DEG_B)
+        ab_f, tol_f, ab_b = check(k, lf, cf, h, lb, cb)
+        print(f"// {name} form, float32 emulation over [-8, 8]: gelu max abs error {ab_f:.3g} ({tol_f:.2f} of"
+              f" 3e-7 + 2e-6 |y|), gelu' max abs error {ab_b:.3g}; limits {lf} / {lb}")
+        print(cpp_table(f"kGelu{name}FwdC", cf, f"k(a) = s(a) - 1/2, degree {DEG_F} in t, coefficient d of interval j at [d][j]"))
+        print(cpp_table(f"kGelu{name}BwdC", cb, f"h(a) = s(a) - 1/2 + a s'(a), degree {DEG_B} in t"))
 
 
 if __name__ == "__main__":
