@@ -6,12 +6,14 @@ gelu(x) = x s(x) with s(x) = Phi(x) (erf form; Phi, phi: the standard normal CDF
 or s(x) = sigmoid(2 u(x)), u = sqrt(2/pi) (x + 0.044715 x^3) (tanh form).  s - 1/2 and
 gelu' - 1/2 = s - 1/2 + x s' are odd, so both are fitted on |x| only:
   forward   k(a) = s(a) - 1/2,          gelu(x) = |x| k(|x|) + x / 2
-  backward  h(a) = s(a) - 1/2 + a s'(a), gelu'(x) = 1/2 + sign(x) h(|x|)  Interval j covers u = 4|x| in [j - 1/2, j + 1/2]
-(width 1/4 in x, centred on j / 4, so u's nearest integer j picks the interval and t = u - j is
-exact); on each, a polynomial in t (degree 4 forward, 5 backward), least squares on Chebyshev
-nodes of [-0.52, 0.52] (near minimax, with a margin for u's rounding).  Beyond the limits below
-the kernels use k = h = 1/2 (within 3.3e-8 of it there, which rounds to 1/2 in float32).  32 entries per coefficient: one vpermt2ps lookup.
-The script also evaluates the kernels' float32 operation sequence (with FMA) against float64.
+  backward  h(a) = s(a) - 1/2 + a s'(a), gelu'(x) = 1/2 + sign(x) h(|x|)
+Interval j covers u = 4|x| in [j - 1/2, j + 1/2] (width 1/4 in x, centred on j / 4, so u's
+nearest integer j picks the interval and t = u - j is exact); on each, a polynomial in t
+(degree 4 forward, 5 backward), least squares on Chebyshev nodes of [-0.52, 0.52] (near
+minimax, with a margin for u's rounding).  Beyond the limits in VARIANTS the kernels use
+k = h = 1/2 (within 3.3e-8 of it there, which rounds to 1/2 in float32).  32 entries per
+coefficient: one vpermt2ps lookup.  The script also evaluates the kernels' float32 operation
+sequence (with FMA) against float64 and prints the errors it writes into the header.
 """
 from __future__ import annotations
 
