@@ -50,27 +50,30 @@ IRF_INLINE vf gelu_table(vf ax, const float (&c)[NC][32], float lim) {
     p = vfma(p, t, _mm512_permutex2var_ps(_mm512_load_ps(c[d]), j, _mm512_load_ps(c[d] + 16)));
   return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(ax, vset1(lim), _CMP_GE_OQ), p, vset1(0.5f));   // NaN: p (NaN)
 }
+
+// Either form from its tables: gelu(x) = |x| k(|x|) + x / 2,  dout * gelu'(x) = dout (1/2 + sign(x) h(|x|))
+template <int NC>
+IRF_INLINE vf gelu_fwd_tabled(vf x, const float (&k)[NC][32], float lim) {
+  const vf ax = vabs(x);
+  return vfma(ax, gelu_table(ax, k, lim), vmul(vset1(0.5f), x));
+}
+template <int NC>
+IRF_INLINE vf gelu_bwd_tabled(vf d, vf x, const float (&h)[NC][32], float lim) {
+  return vmul(d, vadd(vset1(0.5f), vcopysign(gelu_table(vabs(x), h, lim), x)));
+}
 #endif
 
 template <int ACT>
 IRF_INLINE vf act_fwd(vf x) {
   const vf one = vset1(1.f);
 #if defined(__AVX512F__)
-  if (ACT == ref::kActGeluErf) {   // |x| k(|x|) + x / 2 = x Phi(x)
-    const vf ax = vabs(x);
-    return vfma(ax, gelu_table(ax, gt::kErfFwdC, gt::kErfLimF), vmul(vset1(0.5f), x));
-  }
+  if (ACT == ref::kActGeluErf) return gelu_fwd_tabled(x, gt::kErfFwdC, gt::kErfLimF);
+  if (ACT == ref::kActGeluTanh) return gelu_fwd_tabled(x, gt::kTanhFwdC, gt::kTanhLimF);
 #endif
   if (ACT == ref::kActGeluErf) {   // 0.5 x (1 + erf(x / sqrt 2))  (AVX2, generic)
     const vf h = vmul(vset1(0.5f), x);
     return vfma(h, verf(vmul(x, vset1(kSqrtHalf))), h);
   }
-#if defined(__AVX512F__)
-  if (ACT == ref::kActGeluTanh) {   // |x| k(|x|) + x / 2 = x s(x)
-    const vf ax = vabs(x);
-    return vfma(ax, gelu_table(ax, gt::kTanhFwdC, gt::kTanhLimF), vmul(vset1(0.5f), x));
-  }
-#endif
   if (ACT == ref::kActGeluTanh) {   // x / (1 + exp(-2u))  (AVX2, generic)
     const vf x2 = vmul(x, x);
     const vf m2u = vmul(vmul(x, vset1(-2.f * kTanhK)), vfma(x2, vset1(kTanhC), one));
@@ -89,10 +92,8 @@ template <int ACT>
 IRF_INLINE vf act_bwd(vf d, vf s) {
   const vf one = vset1(1.f);
 #if defined(__AVX512F__)
-  if (ACT == ref::kActGeluErf) {   // Phi(x) + x phi(x) = 1/2 + sign(x) h(|x|)
-    const vf h = gelu_table(vabs(s), gt::kErfBwdC, gt::kErfLimB);
-    return vmul(d, vadd(vset1(0.5f), vcopysign(h, s)));
-  }
+  if (ACT == ref::kActGeluErf) return gelu_bwd_tabled(d, s, gt::kErfBwdC, gt::kErfLimB);
+  if (ACT == ref::kActGeluTanh) return gelu_bwd_tabled(d, s, gt::kTanhBwdC, gt::kTanhLimB);
 #endif
   if (ACT == ref::kActGeluErf) {   // (AVX2, generic)
     // d/dx [x Phi(x)] = Phi(x) + x phi(x) = 0.5 + h(x), h odd (Phi the normal CDF, phi its
@@ -103,12 +104,6 @@ IRF_INLINE vf act_bwd(vf d, vf s) {
     const vf h = vselect_lt(vset1(6.2f), ax, vset1(0.5f), vodd_rational(a, kGeluDP, kGeluDQ));
     return vmul(d, vadd(vset1(0.5f), vcopysign(h, s)));
   }
-#if defined(__AVX512F__)
-  if (ACT == ref::kActGeluTanh) {   // s(x) + x s'(x) = 1/2 + sign(x) h(|x|)
-    const vf h = gelu_table(vabs(s), gt::kTanhBwdC, gt::kTanhLimB);
-    return vmul(d, vadd(vset1(0.5f), vcopysign(h, s)));
-  }
-#endif
   if (ACT == ref::kActGeluTanh) {   // (AVX2, generic)
     // out = x * sig, sig = 1 / (1 + e), e = exp(-2u):  d out / dx = sig + x sig (1 - sig) 2 u',
     // u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2), and sig (1 - sig) = e sig^2 (no cancellation).
