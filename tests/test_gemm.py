@@ -261,7 +261,9 @@ def test_reference_twin_matches_kernel(rng):
 @pytest.mark.parametrize("m,n,k,tb", [(2048, 96, 200, False), (96, 700, 300, False), (1, 3000, 64, False),
                                       (3000, 1, 64, False), (5, 9, 11, False), (128, 128, 128, False),
                                       (128, 120, 128, True), (97, 33, 128, False), (1, 3001, 263, False),
-                                      (1, 9000, 100, False), (3001, 1, 263, False)])
+                                      (1, 9000, 100, False), (3001, 1, 263, False),
+                                      # row blocks split evenly in half panels at 2+ threads
+                                      (1030, 130, 260, False), (774, 300, 257, True), (512, 512, 512, False)])
 def test_thread_count_gives_identical_results(rng, threads, m, n, k, tb):
     a, b = operands(rng, m, n, k, False, tb)
     threads(1)
