@@ -181,6 +181,27 @@ def test_out_with_row_stride(isa, rng):
     assert np.all(buf[:, :5] == 0) and np.all(buf[:, 35:] == 0)
 
 
+# The blocked path's row tails: a last tile of 1..11 rows (runs the 6-, 8-, 10- or 12-row
+# kernel on AVX-512, the whole tile on AVX2 / generic), with a column tail (N = 150) and two K
+# slices, accumulate and bias; 1 and 2 threads (row blocks then split in half panels) give the
+# float64 result and the same bits.
+@pytest.mark.parametrize("tail", range(1, 12))
+def test_blocked_row_tails(isa, rng, threads, tail):
+    m, n, k = 12 * 40 + tail, 150, 300
+    a, b = operands(rng, m, n, k, False, True)
+    bias = rng.standard_normal(n).astype(np.float32)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    want = ref_matmul(a, b, False, True, c0=c0, bias=bias)
+    outs = []
+    for t in (1, 2):
+        threads(t)
+        out = c0.copy()
+        matmul(a, b, trans_b=True, out=out, accumulate=True, bias=bias)
+        assert_close(out, want, k)
+        outs.append(out)
+    assert np.array_equal(outs[0], outs[1])
+
+
 # C rows a multiple of 512 floats apart (N = 1024 here, and a row stride of 1536) make the
 # AVX-512 kernel run each C tile as two half-height tiles; a row stride of N + 16 does not.
 # Both must give the float64 result and the same bits (M = 100: edge rows; K > 256: several
