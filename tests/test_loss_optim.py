@@ -368,6 +368,12 @@ def test_sum_squares_and_scale(isa, rng, sizes):
     assert abs(got - want) <= 1e-7 * want       # float32 squares summed 4 per lane, then float64
     assert abs(_C.sum_squares(arrays, True) - want) <= 1e-12 * want
     assert ops.sum_squares(tuple(arrays)) == got
+    assert ops.sum_squares(a for a in arrays) == got
+    # one array is one array (its whole sum, in one kernel call), of any rank
+    two_d = arrays[-1]
+    assert ops.sum_squares(two_d) == ops.sum_squares([two_d])
+    assert abs(ops.sum_squares(two_d) - float(np.sum(two_d.astype(np.float64) ** 2))) <= 1e-7 * want
+    assert ops.sum_squares(arrays[0]) == ops.sum_squares([arrays[0]])
     x = arrays[0].copy()
     r = ops.scale_(x, 0.37)
     assert r is x
@@ -397,6 +403,8 @@ def test_optim_errors():
         ops.sgd_step(p, z(), z(), lr=0.1, momentum=0.9, dampening=0.1, nesterov=True)
     with pytest.raises(ValueError, match=r"sgd_step: momentum_buf must have the shape of param"):
         ops.sgd_step(p, z(), np.zeros(3, np.float32), lr=0.1, momentum=0.9)
+    with pytest.raises(TypeError, match=r"sum_squares: arrays must be a float32 numpy array or an iterable of them, got int"):
+        ops.sum_squares(3)
     with pytest.raises(TypeError, match=r"sum_squares: arrays\[1\] must be float32, got float64"):
         ops.sum_squares([z(), np.zeros(3)])
     with pytest.raises(TypeError, match=r"sum_squares: arrays\[0\] must be a numpy.ndarray"):

@@ -90,10 +90,18 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, momentum_buf: np.ndarray | Non
 
 
 def sum_squares(arrays) -> float:
-    """Sum of the squares of every element of a list/tuple of float32 arrays, accumulated in
-    float64 in a fixed order (deterministic); ``sqrt`` of it is the global gradient L2 norm."""
-    if not isinstance(arrays, (list, tuple)):
-        arrays = list(arrays)
+    """Sum of the squares of every element of a float32 array or an iterable of them,
+    accumulated in float64 in a fixed order (deterministic); ``sqrt`` of it is the global
+    gradient L2 norm.  A single array counts as one (as ``clip_grad_norm_`` takes a tensor),
+    not as the rows along its first axis."""
+    if isinstance(arrays, np.ndarray):
+        arrays = [arrays]
+    elif not isinstance(arrays, (list, tuple)):
+        try:
+            arrays = list(arrays)
+        except TypeError:
+            raise TypeError("sum_squares: arrays must be a float32 numpy array or an iterable of them, "
+                            f"got {type(arrays).__name__}") from None
     return _C.sum_squares(arrays)
 
 
