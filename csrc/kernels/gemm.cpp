@@ -190,24 +190,31 @@ void pack_b_panel(float* __restrict dst, const float* b, i64 rs, i64 cs, i64 nr,
 // Micro-kernel: acc (ROWS x NR) = sum_k Ap[k, 0:ROWS]^T Bp[k, :] (Ap advancing MR floats per k:
 // ROWS < MR reads part of a packed panel), then
 //   C[0:mr, 0:nr] = (load_c ? C : 0) + acc (+ bias[0:nr] when bias != nullptr).
-template <int ROWS>
+template <int ROWS, bool AIP = false>
 void micro_kernel(i64 kc, const float* __restrict ap, const float* __restrict bp, float* c,
-                  i64 ldc, int mr, int nr, bool load_c, const float* bias) {
+                  i64 ldc, int mr, int nr, bool load_c, const float* bias, i64 lda = 0) {
   vf acc0[ROWS], acc1[ROWS];
 #pragma GCC unroll 16
   for (int r = 0; r < ROWS; ++r) {
     acc0[r] = vzero();
     acc1[r] = vzero();
   }
+  const float* arow[ROWS];
+  if constexpr (AIP) {
+#pragma GCC unroll 16
+    for (int r = 0; r < ROWS; ++r) arow[r] = ap + (r < mr ? r : 0) * lda;
+  }
+  i64 ka = 0;
   auto step = [&]() __attribute__((always_inline)) {
     const vf b0 = vload(bp), b1 = vload(bp + W);
 #pragma GCC unroll 16
     for (int r = 0; r < ROWS; ++r) {
-      const vf a = vset1(ap[r]);
+      const vf a = AIP ? vset1(arow[r][ka]) : vset1(ap[r]);
       acc0[r] = vfma(a, b0, acc0[r]);
       acc1[r] = vfma(a, b1, acc1[r]);
     }
-    ap += MR;
+    if (AIP) ++ka;
+    else ap += MR;
     bp += NR;
   };
   // The C tile is needed after the k loop: start its (likely L3) loads now, one row per k step
@@ -259,13 +266,13 @@ void micro_kernel(i64 kc, const float* __restrict ap, const float* __restrict bp
 // (6-row already for <= 6 rows): 512^3 (8-row edge) +0.8%, 200x512x512 +2.1%, M = 2048 neutral;
 // a 4-row kernel for <= 4 rows was 0.7% slower than the 6-row one on 1000^3 (its 8
 // accumulators are just the FMAs the latency needs in flight on two pipes).
-template <int R>
+template <int R, bool AIP = false>
 void edge_tile(i64 kc, const float* ap, const float* bp, float* c, i64 ldc, int mr, int nr, bool load_c,
-               const float* bias) {
+               const float* bias, i64 lda = 0) {
   if constexpr (R > 6) {
-    if (mr <= R - 2) return edge_tile<R - 2>(kc, ap, bp, c, ldc, mr, nr, load_c, bias);
+    if (mr <= R - 2) return edge_tile<R - 2, AIP>(kc, ap, bp, c, ldc, mr, nr, load_c, bias, lda);
   }
-  micro_kernel<R>(kc, ap, bp, c, ldc, mr, nr, load_c, bias);
+  micro_kernel<R, AIP>(kc, ap, bp, c, ldc, mr, nr, load_c, bias, lda);
 }
 
 // Fused multiply-adds below which one thread is faster than waking a second one.
@@ -706,6 +713,17 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
     // A^T B), 1024^3 +0.5-1.2%, 2 threads neutral.  Only for MR = 12: the halves of the AVX2 /
     // generic tiles (3 x 16, 2 x 4) would have too few accumulators to hide the FMA latency.
     const bool split_rows = MR >= 12 && ldc % 512 == 0;
+    // Row-major A is read in place (no packing) when the column block is at most 16 panels
+    // wide, where packing A costs the most per flop (each packed A block serves only nc / NR
+    // micro-kernel calls per row panel), and its rows do not alias in L1: a row stride that is
+    // a multiple of 1024 floats (4 KiB) would put the 12 rows' lines of each k into one set.
+    // The micro-kernel then broadcasts from 12 row pointers instead of one packed panel; the
+    // lines it fills into L1 per k are the same in number (12 rows x 4 bytes, one line per
+    // row every 16 k, against 48 packed bytes per k).  A/B on Zen 5: N = 512 products +2.4%
+    // (512^3) and +2.0% (2048x512x768 B^T) at 1 thread, +4.1% / +3.1% at 2; wider N neutral
+    // (2048x768x768 -0.2..+2.2%) to slightly slower (700x600x500 -0.8 / -1.1%), so not there.
+    // Measured for the AVX-512 tile only: the AVX2 / generic builds keep packing.
+    const bool aip = MR >= 12 && p.a_cs == 1 && p.a_rs % 1024 != 0 && npan <= 16;
     while (pack_one(first_item(1))) {   // slice 0, by the whole team
     }
     team_barrier(nth);
@@ -720,6 +738,7 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
         const i64 mc = row_start(ib + 1) - i0;
         const i64 q0 = npan * g / groups, q1 = npan * (g + 1) / groups;
         i64 ir = 0;
+        if (aip) ir = mc;   // A read in place by the micro-kernel
         if (p.a_rs == 1)
           for (; ir + 4 * MR <= mc; ir += 4 * MR)
             pack_a_panels_t<4>(apack + ir * kc, A + (i0 + ir) + pc * p.a_cs, p.a_cs, kc);
@@ -742,6 +761,16 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
               for (i64 l = (ir / MR) * per_call, le = l + per_call < nlines ? l + per_call : nlines; l < le; ++l)
                 __builtin_prefetch(bnext + l * kLineFloats, 0, 2);
             float* ct = C + (i0 + ir) * ldc + j0;
+            if (aip) {
+              const float* at = A + (i0 + ir) * p.a_rs + pc;
+              if (split_rows && mr == MR && nr == NR) {
+                micro_kernel<MR / 2, true>(kc, at, bp, ct, ldc, MR / 2, nr, load_c, bias, p.a_rs);
+                micro_kernel<MR / 2, true>(kc, at + MR / 2 * p.a_rs, bp, ct + MR / 2 * ldc, ldc, MR / 2, nr, load_c, bias, p.a_rs);
+              } else {
+                edge_tile<MR, true>(kc, at, bp, ct, ldc, mr, nr, load_c, bias, p.a_rs);
+              }
+              continue;
+            }
             const float* at = apack + ir * kc;
             if (split_rows && mr == MR && nr == NR) {
               micro_kernel<MR / 2>(kc, at, bp, ct, ldc, MR / 2, nr, load_c, bias);
