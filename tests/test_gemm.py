@@ -202,6 +202,27 @@ def test_blocked_row_tails(isa, rng, threads, tail):
     assert np.array_equal(outs[0], outs[1])
 
 
+# The blocked path's column tails: a last panel of 1..31 columns (<= 16 on AVX-512: the
+# one-vector kernel), for A read in place and packed (A^T), with accumulate and bias; 1 and 2
+# threads give the float64 result and the same bits.
+@pytest.mark.parametrize("tail", [1, 7, 8, 15, 16, 17, 24, 31])
+@pytest.mark.parametrize("ta", [False, True])
+def test_blocked_column_tails(isa, rng, threads, tail, ta):
+    m, n, k = 12 * 20 + 7, 32 * 5 + tail, 300
+    a, b = operands(rng, m, n, k, ta, False)
+    bias = rng.standard_normal(n).astype(np.float32)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    want = ref_matmul(a, b, ta, False, c0=c0, bias=bias)
+    outs = []
+    for t in (1, 2):
+        threads(t)
+        out = c0.copy()
+        matmul(a, b, trans_a=ta, out=out, accumulate=True, bias=bias)
+        assert_close(out, want, k)
+        outs.append(out)
+    assert np.array_equal(outs[0], outs[1])
+
+
 # C rows a multiple of 512 floats apart (row stride 1024 or 1536 here) make the AVX-512 kernel
 # run each C tile as two half-height tiles; a row stride of N + 16 does not.  N = 1000 packs A;
 # N = 500 (at most 16 column panels) reads row-major A in place, in halves too.  Both must give

@@ -187,10 +187,10 @@ void pack_b_panel(float* __restrict dst, const float* b, i64 rs, i64 cs, i64 nr,
 }
 
 // ---------------------------------------------------------------------------------------
-// Micro-kernel: acc (ROWS x NR) = sum_k Ap[k, 0:ROWS]^T Bp[k, :] (Ap advancing MR floats per k:
-// ROWS < MR reads part of a packed panel), then
-//   C[0:mr, 0:nr] = (load_c ? C : 0) + acc (+ bias[0:nr] when bias != nullptr).
-template <int ROWS, bool AIP = false>
+// Micro-kernel: acc (ROWS x NV*W) = sum_k Ap[k, 0:ROWS]^T Bp[k, 0:NV*W] (Ap advancing MR floats
+// per k: ROWS < MR reads part of a packed panel; AIP: A(r, k) = ap[r * lda + k] read in place),
+// then C[0:mr, 0:nr] = (load_c ? C : 0) + acc (+ bias[0:nr] when bias != nullptr).
+template <int ROWS, bool AIP = false, int NV = 2>
 void micro_kernel(i64 kc, const float* __restrict ap, const float* __restrict bp, float* c,
                   i64 ldc, int mr, int nr, bool load_c, const float* bias, i64 lda = 0) {
   vf acc0[ROWS], acc1[ROWS];
@@ -206,12 +206,12 @@ void micro_kernel(i64 kc, const float* __restrict ap, const float* __restrict bp
   }
   i64 ka = 0;
   auto step = [&]() __attribute__((always_inline)) {
-    const vf b0 = vload(bp), b1 = vload(bp + W);
+    const vf b0 = vload(bp), b1 = NV == 2 ? vload(bp + W) : vzero();
 #pragma GCC unroll 16
     for (int r = 0; r < ROWS; ++r) {
       const vf a = AIP ? vset1(arow[r][ka]) : vset1(ap[r]);
       acc0[r] = vfma(a, b0, acc0[r]);
-      acc1[r] = vfma(a, b1, acc1[r]);
+      if (NV == 2) acc1[r] = vfma(a, b1, acc1[r]);
     }
     if (AIP) ++ka;
     else ap += MR;
@@ -225,13 +225,13 @@ void micro_kernel(i64 kc, const float* __restrict ap, const float* __restrict bp
   for (; k < kp; ++k) {
     const float* cr = c + k * ldc;
     __builtin_prefetch(cr, 1, 3);
-    __builtin_prefetch(cr + W, 1, 3);
-    __builtin_prefetch(cr + NR - 1, 1, 3);
+    __builtin_prefetch(cr + NV * W - 1, 1, 3);
+    if (NV == 2) __builtin_prefetch(cr + W, 1, 3);
     step();
   }
 #pragma GCC unroll 2
   for (; k < kc; ++k) step();
-  if (mr == ROWS && nr == NR) {
+  if (NV == 2 && mr == ROWS && nr == NR) {
     vf bias0 = vzero(), bias1 = vzero();
     if (bias) { bias0 = vload(bias); bias1 = vload(bias + W); }
 #pragma GCC unroll 16
@@ -249,7 +249,10 @@ void micro_kernel(i64 kc, const float* __restrict ap, const float* __restrict bp
   // accumulators to the stack after the k loop of every call, full tiles too (AVX-512).
   alignas(64) float tile[ROWS * NR];
 #pragma GCC unroll 16
-  for (int r = 0; r < ROWS; ++r) { vstore(tile + r * NR, acc0[r]); vstore(tile + r * NR + W, acc1[r]); }
+  for (int r = 0; r < ROWS; ++r) {
+    vstore(tile + r * NR, acc0[r]);
+    if (NV == 2) vstore(tile + r * NR + W, acc1[r]);
+  }
   for (int r = 0; r < mr; ++r) {
     float* cr = c + r * ldc;
     for (int j = 0; j < nr; ++j) {
@@ -266,13 +269,22 @@ void micro_kernel(i64 kc, const float* __restrict ap, const float* __restrict bp
 // (6-row already for <= 6 rows): 512^3 (8-row edge) +0.8%, 200x512x512 +2.1%, M = 2048 neutral;
 // a 4-row kernel for <= 4 rows was 0.7% slower than the 6-row one on 1000^3 (its 8
 // accumulators are just the FMAs the latency needs in flight on two pipes).
+template <int R, bool AIP = false, int NV = 2>
+void edge_rows(i64 kc, const float* ap, const float* bp, float* c, i64 ldc, int mr, int nr, bool load_c,
+               const float* bias, i64 lda) {
+  if constexpr (R > 6) {
+    if (mr <= R - 2) return edge_rows<R - 2, AIP, NV>(kc, ap, bp, c, ldc, mr, nr, load_c, bias, lda);
+  }
+  micro_kernel<R, AIP, NV>(kc, ap, bp, c, ldc, mr, nr, load_c, bias, lda);
+}
+// A tile of nr <= W columns (the last panel of N = 1000, 200, ...) runs with one B vector (NV = 1)
+// instead of two, half the FMAs: A/B at 1 thread on Zen 5, 1000^3 +1.6%, 700x1000x500 +1.3%,
+// 2048x1000x768 B^T +1.3%, 500x200x500 +6.6%.
 template <int R, bool AIP = false>
 void edge_tile(i64 kc, const float* ap, const float* bp, float* c, i64 ldc, int mr, int nr, bool load_c,
                const float* bias, i64 lda = 0) {
-  if constexpr (R > 6) {
-    if (mr <= R - 2) return edge_tile<R - 2, AIP>(kc, ap, bp, c, ldc, mr, nr, load_c, bias, lda);
-  }
-  micro_kernel<R, AIP>(kc, ap, bp, c, ldc, mr, nr, load_c, bias, lda);
+  if (nr <= W) edge_rows<R, AIP, 1>(kc, ap, bp, c, ldc, mr, nr, load_c, bias, lda);
+  else edge_rows<R, AIP, 2>(kc, ap, bp, c, ldc, mr, nr, load_c, bias, lda);
 }
 
 // Fused multiply-adds below which one thread is faster than waking a second one.
