@@ -225,16 +225,17 @@ def test_blocked_column_tails(isa, rng, threads, tail, ta):
 
 # C rows a multiple of 512 floats apart (row stride 1024 or 1536 here) make the AVX-512 kernel
 # run each C tile as two half-height tiles; a row stride of N + 16 does not.  N = 1000 packs A;
-# N = 500 (at most 16 column panels) reads row-major A in place, in halves too.  Both must give
+# N = 500 (at most 16 column panels) reads A in place (row-major or A^T), in halves too.  Both must give
 # the float64 result and the same bits (M = 100: edge rows; K > 256: several passes; with
 # accumulate and bias), on every ISA and thread count.
+@pytest.mark.parametrize("ta", [False, True])
 @pytest.mark.parametrize("n", [1000, 500])
 @pytest.mark.parametrize("ldc", [1024, 1536])
-def test_aliasing_row_stride_same_bits(isa, rng, threads, ldc, n):
-    a, b = operands(rng, 100, n, 600, False, False)
+def test_aliasing_row_stride_same_bits(isa, rng, threads, ldc, n, ta):
+    a, b = operands(rng, 100, n, 600, ta, False)
     bias = rng.standard_normal(n).astype(np.float32)
     c0 = rng.standard_normal((100, n)).astype(np.float32)
-    want = ref_matmul(a, b, False, False, c0=c0, bias=bias)
+    want = ref_matmul(a, b, ta, False, c0=c0, bias=bias)
     for t in (1, 2):
         threads(t)
         outs = []
@@ -242,17 +243,18 @@ def test_aliasing_row_stride_same_bits(isa, rng, threads, ldc, n):
             buf = np.zeros((100, stride), np.float32)
             out = buf[:, :n]
             out[...] = c0
-            matmul(a, b, out=out, accumulate=True, bias=bias)
+            matmul(a, b, trans_a=ta, out=out, accumulate=True, bias=bias)
             assert_close(out, want, 600)
             outs.append(out.copy())
         assert np.array_equal(outs[0], outs[1]), f"row stride {ldc} and {n + 16} differ ({t} threads)"
 
 
 # Row-major A read in place (N <= 512) or packed (A's row stride a multiple of 1024 floats, or
-# N > 512; A^T always packed): the same bits as each other's layouts and the float64 result,
-# with A a view into a wider array (row stride != K) and with edge rows and columns.
+# N > 512); A^T read in place (N <= 768, full panels; a partial last one packed) or packed
+# (N = 800): every layout gives the same bits and the float64 result, with A a view into a
+# wider array (row stride != K) and with edge rows and columns.
 @pytest.mark.parametrize("lda", [300, 1024, 2048 + 8])
-@pytest.mark.parametrize("n", [500, 40])
+@pytest.mark.parametrize("n", [500, 40, 800])
 def test_a_in_place_or_packed_same_bits(isa, rng, threads, lda, n):
     m, k = 389, 300
     big = rng.standard_normal((m, lda)).astype(np.float32)

@@ -190,7 +190,10 @@ void pack_b_panel(float* __restrict dst, const float* b, i64 rs, i64 cs, i64 nr,
 // Micro-kernel: acc (ROWS x NV*W) = sum_k Ap[k, 0:ROWS]^T Bp[k, 0:NV*W] (Ap advancing MR floats
 // per k: ROWS < MR reads part of a packed panel; AIP: A(r, k) = ap[r * lda + k] read in place),
 // then C[0:mr, 0:nr] = (load_c ? C : 0) + acc (+ bias[0:nr] when bias != nullptr).
-template <int ROWS, bool AIP = false, int NV = 2>
+// A modes: kPacked (panel k-stride MR), kRowsInPlace (row-major A, row r at ap + r * lda),
+// kColsInPlace (A^T storage: the ROWS values of one k contiguous, k-stride lda; full tiles only).
+enum AMode : int { kPacked = 0, kRowsInPlace = 1, kColsInPlace = 2 };
+template <int ROWS, int AM = kPacked, int NV = 2>
 void micro_kernel(i64 kc, const float* __restrict ap, const float* __restrict bp, float* c,
                   i64 ldc, int mr, int nr, bool load_c, const float* bias, i64 lda = 0) {
   vf acc0[ROWS], acc1[ROWS];
@@ -200,21 +203,22 @@ void micro_kernel(i64 kc, const float* __restrict ap, const float* __restrict bp
     acc1[r] = vzero();
   }
   const float* arow[ROWS];
-  if constexpr (AIP) {
+  if constexpr (AM == kRowsInPlace) {
 #pragma GCC unroll 16
     for (int r = 0; r < ROWS; ++r) arow[r] = ap + (r < mr ? r : 0) * lda;
   }
+  const i64 aks = AM == kColsInPlace ? lda : MR;
   i64 ka = 0;
   auto step = [&]() __attribute__((always_inline)) {
     const vf b0 = vload(bp), b1 = NV == 2 ? vload(bp + W) : vzero();
 #pragma GCC unroll 16
     for (int r = 0; r < ROWS; ++r) {
-      const vf a = AIP ? vset1(arow[r][ka]) : vset1(ap[r]);
+      const vf a = AM == kRowsInPlace ? vset1(arow[r][ka]) : vset1(ap[r]);
       acc0[r] = vfma(a, b0, acc0[r]);
       if (NV == 2) acc1[r] = vfma(a, b1, acc1[r]);
     }
-    if (AIP) ++ka;
-    else ap += MR;
+    if (AM == kRowsInPlace) ++ka;
+    else ap += aks;
     bp += NR;
   };
   // The C tile is needed after the k loop: start its (likely L3) loads now, one row per k step
@@ -269,22 +273,22 @@ void micro_kernel(i64 kc, const float* __restrict ap, const float* __restrict bp
 // (6-row already for <= 6 rows): 512^3 (8-row edge) +0.8%, 200x512x512 +2.1%, M = 2048 neutral;
 // a 4-row kernel for <= 4 rows was 0.7% slower than the 6-row one on 1000^3 (its 8
 // accumulators are just the FMAs the latency needs in flight on two pipes).
-template <int R, bool AIP = false, int NV = 2>
+template <int R, int AM = kPacked, int NV = 2>
 void edge_rows(i64 kc, const float* ap, const float* bp, float* c, i64 ldc, int mr, int nr, bool load_c,
                const float* bias, i64 lda) {
   if constexpr (R > 6) {
-    if (mr <= R - 2) return edge_rows<R - 2, AIP, NV>(kc, ap, bp, c, ldc, mr, nr, load_c, bias, lda);
+    if (mr <= R - 2) return edge_rows<R - 2, AM, NV>(kc, ap, bp, c, ldc, mr, nr, load_c, bias, lda);
   }
-  micro_kernel<R, AIP, NV>(kc, ap, bp, c, ldc, mr, nr, load_c, bias, lda);
+  micro_kernel<R, AM, NV>(kc, ap, bp, c, ldc, mr, nr, load_c, bias, lda);
 }
 // A tile of nr <= W columns (the last panel of N = 1000, 200, ...) runs with one B vector (NV = 1)
 // instead of two, half the FMAs: A/B at 1 thread on Zen 5, 1000^3 +1.6%, 700x1000x500 +1.3%,
 // 2048x1000x768 B^T +1.3%, 500x200x500 +6.6%.
-template <int R, bool AIP = false>
+template <int R, int AM = kPacked>
 void edge_tile(i64 kc, const float* ap, const float* bp, float* c, i64 ldc, int mr, int nr, bool load_c,
                const float* bias, i64 lda = 0) {
-  if (nr <= W) edge_rows<R, AIP, 1>(kc, ap, bp, c, ldc, mr, nr, load_c, bias, lda);
-  else edge_rows<R, AIP, 2>(kc, ap, bp, c, ldc, mr, nr, load_c, bias, lda);
+  if (nr <= W) edge_rows<R, AM, 1>(kc, ap, bp, c, ldc, mr, nr, load_c, bias, lda);
+  else edge_rows<R, AM, 2>(kc, ap, bp, c, ldc, mr, nr, load_c, bias, lda);
 }
 
 // Fused multiply-adds below which one thread is faster than waking a second one.
@@ -736,6 +740,14 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
     // (2048x768x768 -0.2..+2.2%) to slightly slower (700x600x500 -0.8 / -1.1%), so not there.
     // Measured for the AVX-512 tile only: the AVX2 / generic builds keep packing.
     const bool aip = MR >= 12 && p.a_cs == 1 && p.a_rs % 1024 != 0 && npan <= 16;
+    // A^T storage (the dW products X^T dY): the MR values of one k are contiguous, so a full
+    // panel is read in place with k-stride lda and no packing at all (a partial last panel is
+    // still packed: reading MR values past it could leave the array).  Each k then touches a
+    // new line; at N <= 24 panels that costs less than packing.  A/B on Zen 5, 1 thread:
+    // 768x16x768 +45%, 4096x4x4096 +20%, 768x64x768 +17%, 777x33x999 +14%, 100x100x5000 +3.5-5.5%,
+    // 1024x256x1024 +1.5%, 768x768x2048 +1.2-1.4% (2 threads +1.6%), 3072x768x2048 0.0%;
+    // 48 and 96 panels -1.2..+0.6% (so not there).
+    const bool atip = MR >= 12 && !aip && p.a_rs == 1 && npan <= 24;
     while (pack_one(first_item(1))) {   // slice 0, by the whole team
     }
     team_barrier(nth);
@@ -751,6 +763,7 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
         const i64 q0 = npan * g / groups, q1 = npan * (g + 1) / groups;
         i64 ir = 0;
         if (aip) ir = mc;   // A read in place by the micro-kernel
+        if (atip) ir = mc / MR * MR;   // only a partial last panel is packed
         if (p.a_rs == 1)
           for (; ir + 4 * MR <= mc; ir += 4 * MR)
             pack_a_panels_t<4>(apack + ir * kc, A + (i0 + ir) + pc * p.a_cs, p.a_cs, kc);
@@ -776,10 +789,22 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
             if (aip) {
               const float* at = A + (i0 + ir) * p.a_rs + pc;
               if (split_rows && mr == MR && nr == NR) {
-                micro_kernel<MR / 2, true>(kc, at, bp, ct, ldc, MR / 2, nr, load_c, bias, p.a_rs);
-                micro_kernel<MR / 2, true>(kc, at + MR / 2 * p.a_rs, bp, ct + MR / 2 * ldc, ldc, MR / 2, nr, load_c, bias, p.a_rs);
+                micro_kernel<MR / 2, kRowsInPlace>(kc, at, bp, ct, ldc, MR / 2, nr, load_c, bias, p.a_rs);
+                micro_kernel<MR / 2, kRowsInPlace>(kc, at + MR / 2 * p.a_rs, bp, ct + MR / 2 * ldc, ldc, MR / 2, nr, load_c, bias, p.a_rs);
               } else {
-                edge_tile<MR, true>(kc, at, bp, ct, ldc, mr, nr, load_c, bias, p.a_rs);
+                edge_tile<MR, kRowsInPlace>(kc, at, bp, ct, ldc, mr, nr, load_c, bias, p.a_rs);
+              }
+              continue;
+            }
+            if (atip && mr == MR) {   // full panel of A^T in place (a partial one was packed)
+              const float* at = A + (i0 + ir) + pc * p.a_cs;
+              if (split_rows && nr == NR) {
+                micro_kernel<MR / 2, kColsInPlace>(kc, at, bp, ct, ldc, MR / 2, nr, load_c, bias, p.a_cs);
+                micro_kernel<MR / 2, kColsInPlace>(kc, at + MR / 2, bp, ct + MR / 2 * ldc, ldc, MR / 2, nr, load_c, bias, p.a_cs);
+              } else if (nr <= W) {
+                micro_kernel<MR, kColsInPlace, 1>(kc, at, bp, ct, ldc, MR, nr, load_c, bias, p.a_cs);
+              } else {
+                micro_kernel<MR, kColsInPlace, 2>(kc, at, bp, ct, ldc, MR, nr, load_c, bias, p.a_cs);
               }
               continue;
             }
