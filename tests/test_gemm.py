@@ -202,6 +202,31 @@ def test_blocked_row_tails(isa, rng, threads, tail):
     assert np.array_equal(outs[0], outs[1])
 
 
+# Skinny products (2..8 columns, row-major A, some dimension > 128): dot products of A rows with
+# B's columns, R rows at a time with a remainder, K with a vector tail; B^T used in place, B
+# row-major copied; A a view with row stride != K; with accumulate and bias; 1 and 3 threads
+# give the float64 result and the same bits.
+@pytest.mark.parametrize("n", range(2, 10))
+@pytest.mark.parametrize("tb", [False, True])
+def test_skinny_columns(isa, rng, threads, n, tb):
+    m, k = 301, 203
+    big = rng.standard_normal((m, k + 5)).astype(np.float32)
+    a = big[:, 2:k + 2]
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    want = ref_matmul(a, b, False, tb, c0=c0, bias=bias)
+    outs = []
+    for t in (1, 3):
+        threads(t)
+        out = c0.copy()
+        matmul(a, b, trans_b=tb, out=out, accumulate=True, bias=bias)
+        assert_close(out, want, k)
+        outs.append(out)
+        assert_close(matmul(a, b, trans_b=tb), ref_matmul(a, b, False, tb), k)
+    assert np.array_equal(outs[0], outs[1])
+
+
 # The blocked path's column tails: a last panel of 1..31 columns (<= 16 on AVX-512: the
 # one-vector kernel), for A read in place and packed (A^T), with accumulate and bias; 1 and 2
 # threads give the float64 result and the same bits.
