@@ -227,6 +227,27 @@ def test_skinny_columns(isa, rng, threads, n, tb):
     assert np.array_equal(outs[0], outs[1])
 
 
+# Products of at most 12 rows with row-major B go to the small-product kernel whatever N and K
+# (B rows in place, K in one pass, column tiles split over threads), except K > 1024 with a
+# row stride of B that is a multiple of 1024 floats: every row count up to 13, A and A^T, long
+# K, accumulate and bias; 1 and 2 threads give the float64 result and the same bits.
+@pytest.mark.parametrize("m", [1, 2, 5, 6, 7, 11, 12, 13])
+@pytest.mark.parametrize("n,k,ta", [(1000, 700, False), (333, 3000, True), (2048, 1100, False), (40, 200, True)])
+def test_few_rows(isa, rng, threads, m, n, k, ta):
+    a, b = operands(rng, m, n, k, ta, False)
+    bias = rng.standard_normal(n).astype(np.float32)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    want = ref_matmul(a, b, ta, False, c0=c0, bias=bias)
+    outs = []
+    for t in (1, 2):
+        threads(t)
+        out = c0.copy()
+        matmul(a, b, trans_a=ta, out=out, accumulate=True, bias=bias)
+        assert_close(out, want, k)
+        outs.append(out)
+    assert np.array_equal(outs[0], outs[1])
+
+
 # The blocked path's column tails: a last panel of 1..31 columns (<= 16 on AVX-512: the
 # one-vector kernel), for A read in place and packed (A^T), with accumulate and bias; 1 and 2
 # threads give the float64 result and the same bits.

@@ -513,7 +513,8 @@ void gemm_skinny(const GemmParams& p, const float* A, const float* B, float* C, 
 // Small products (every dimension <= kSmallDim): packing A would cost about as much as the
 // arithmetic, so the tile kernel below reads A in place (one broadcast per element, any
 // strides) and B rows directly when they are contiguous (b_cs == 1); otherwise B is packed
-// once into the NR-wide panels of the blocked path.  Whole K in one pass (K <= KC).
+// once into the NR-wide panels of the blocked path.  Whole K in one pass (K <= KC here; any K
+// for the products of at most MR rows that gemm_one also sends here).
 constexpr i64 kSmallDim = 128;
 
 // acc (R x NV*W) = sum_k A(r, k) b_k[0 : NV*W], A(r, k) = a[r*a_rs + k*a_cs], b_k = b + k*b_rs;
@@ -600,8 +601,18 @@ void gemm_small(const GemmParams& p, const float* A, const float* B, float* C, i
     }
     team_barrier(nth);
   }
-  split_range(ceil_div(M, MR), tid, nth, lo, hi);
-  for (i64 j0 = 0; j0 < N; j0 += NR) {
+  // Row panels over the team; with fewer panels than threads (M <= MR: the small-M products),
+  // column tiles instead.
+  const i64 rpan = ceil_div(M, MR);
+  i64 q_lo = 0, q_hi = ceil_div(N, NR);
+  if (rpan >= nth) {
+    split_range(rpan, tid, nth, lo, hi);
+  } else {
+    lo = 0;
+    hi = rpan;
+    split_range(ceil_div(N, NR), tid, nth, q_lo, q_hi);
+  }
+  for (i64 j0 = q_lo * NR; j0 < q_hi * NR && j0 < N; j0 += NR) {
     const int nr = int((N - j0 < NR) ? N - j0 : NR);
     const float* b = pack_b ? bpack + j0 * K : B + j0;
     const i64 b_rs = pack_b ? NR : p.b_rs;
@@ -758,7 +769,17 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
     return;
   }
 
-  if (M <= kSmallDim && N <= kSmallDim && K <= kSmallDim) {
+  // Also products of at most MR rows with row-major B (a classifier head's weight gradient
+  // dY^T X, a decoding step of a few sequences): one row panel, so every B element is used
+  // once and packing B (all of it, for a few rows) was most of the time; B's rows are read in
+  // place, K in one pass, column tiles split over the team.  Not when B's row stride is a
+  // multiple of 4 KiB and K > 1024: the K-row strips then hit one L1 / L2 set each and the
+  // blocked path was faster (4x1024x4096 -7%, 8x2048x2048 -11%).  A/B on Zen 5 against the
+  // blocked path, 1 / 2 threads: 2x3373x167 A^T 2.2x / 2.6x (0.83 -> 1.86x numpy at 1 thread),
+  // 8x768x768 2.4x / 2.2x, 12x3072x768 A^T 2.0x / 2.0x, 4x4096x1024 1.4x / 1.5x, 12x768x3072
+  // A^T 1.9x / 2.2x.
+  if ((M <= kSmallDim && N <= kSmallDim && K <= kSmallDim) ||
+      (M <= MR && p.b_cs == 1 && (K <= 1024 || p.b_rs % 1024 != 0))) {
     gemm_small(p, A, B, C, tid, nth, bpack);
     return;
   }
