@@ -248,6 +248,28 @@ def test_few_rows(isa, rng, threads, m, n, k, ta):
     assert np.array_equal(outs[0], outs[1])
 
 
+# 2..8 rows with B^T storage (x W^T for a few sequences): B's rows against A's rows, C written
+# transposed; 9 rows take the blocked path.  Strided A, accumulate and bias, 1 vs 3 threads.
+@pytest.mark.parametrize("m", range(2, 10))
+def test_skinny_rows_b_transposed(isa, rng, threads, m):
+    n, k = 517, 203
+    big = rng.standard_normal((m, k + 3)).astype(np.float32)
+    a = big[:, 1:k + 1]
+    b = rng.standard_normal((n, k)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    want = ref_matmul(a, b, False, True, c0=c0, bias=bias)
+    outs = []
+    for t in (1, 3):
+        threads(t)
+        out = c0.copy()
+        matmul(a, b, trans_b=True, out=out, accumulate=True, bias=bias)
+        assert_close(out, want, k)
+        outs.append(out)
+        assert_close(matmul(a, b, trans_b=True), ref_matmul(a, b, False, True), k)
+    assert np.array_equal(outs[0], outs[1])
+
+
 # The blocked path's column tails: a last panel of 1..31 columns (<= 16 on AVX-512: the
 # one-vector kernel), for A read in place and packed (A^T), with accumulate and bias; 1 and 2
 # threads give the float64 result and the same bits.
