@@ -71,13 +71,15 @@ def test_accumulate_and_bias(isa, rng, m, n, k, ta, tb):
     assert_close(out2, ref_matmul(a, b, ta, tb), k)
 
 
-# Every dimension <= 128 takes the small-product path (A read in place, B read in place or
+# M, N <= 128 and K <= 2048 take the small-product path (A read in place, B read in place or
 # packed once): sweep every row tail (counts below the register tile's MR rows: 4, 6 or 12),
 # every column tail (lanes of a partial last vector: 4, 8 or 16 wide, one or two vectors),
-# K from 1 to 128, and each output mode.  129 in any dimension goes to the blocked path.
+# K from 1 to 2048, and each output mode.  M or N of 129 goes to the blocked path (or, for
+# M <= 12 with row-major B, to the small path again; N <= 8: the skinny kernel).
 SMALL_SHAPES = ([(m, 37, 19) for m in range(1, 26)] + [(9, n, 23) for n in range(1, 34)]
                 + [(m, n, k) for m in (7, 64, 97, 128) for n in (17, 64, 128) for k in (1, 64, 128)]
-                + [(128, 128, 128), (129, 128, 128), (128, 129, 128), (128, 128, 129), (100, 128, 128)])
+                + [(128, 128, 128), (129, 128, 128), (128, 129, 128), (128, 128, 129), (100, 128, 128),
+                   (38, 66, 505), (128, 40, 2048), (100, 64, 2049), (5, 3, 1500)])
 
 
 @pytest.mark.parametrize("mode", ["plain", "out_accumulate_bias", "bias"])
@@ -96,6 +98,21 @@ def test_small_products(isa, rng, ta, tb, mode):
         else:
             got = matmul(a, b, trans_a=ta, trans_b=tb, bias=bias)
             assert_close(got, ref_matmul(a, b, ta, tb, None, bias), k)
+
+
+def test_small_products_long_k_packed_b(isa, rng, threads):
+    # M, N <= 128 with K up to 2048 also take the small path, where B^T storage or L1-aliasing
+    # B rows (stride 64 floats, M > 96) pack all of B (N x K, more than the blocked path's two
+    # slice buffers): the packing buffer must hold it.  1 and 2 threads, same bits.
+    for (m, n, k, tb) in [(100, 64, 2000, False), (120, 100, 2048, True), (97, 128, 1500, True)]:
+        a, b = operands(rng, m, n, k, False, tb)
+        want = ref_matmul(a, b, False, tb)
+        outs = []
+        for t in (1, 2):
+            threads(t)
+            outs.append(matmul(a, b, trans_b=tb))
+            assert_close(outs[-1], want, k)
+        assert np.array_equal(outs[0], outs[1])
 
 
 def test_small_products_strides(isa, rng):
