@@ -198,114 +198,77 @@ def test_out_with_row_stride(isa, rng):
     assert np.all(buf[:, :5] == 0) and np.all(buf[:, 35:] == 0)
 
 
-# The blocked path's row tails: a last tile of 1..11 rows (runs the 6-, 8-, 10- or 12-row
-# kernel on AVX-512, the whole tile on AVX2 / generic), with a column tail (N = 150) and two K
-# slices, accumulate and bias; 1 and 2 threads (row blocks then split in half panels) give the
-# float64 result and the same bits.
-@pytest.mark.parametrize("tail", range(1, 12))
-def test_blocked_row_tails(isa, rng, threads, tail):
-    m, n, k = 12 * 40 + tail, 150, 300
-    a, b = operands(rng, m, n, k, False, True)
+def check_accumulate_bias_threads(rng, threads, a, b, ta, tb, counts=(1, 2), plain=False):
+    """C = c0 + op(a) op(b) + bias (accumulate) at each thread count in `counts`: the float64
+    result every time and the same bits for all counts; `plain`: also without out / bias."""
+    m = a.shape[1] if ta else a.shape[0]
+    k = a.shape[0] if ta else a.shape[1]
+    n = b.shape[0] if tb else b.shape[1]
     bias = rng.standard_normal(n).astype(np.float32)
     c0 = rng.standard_normal((m, n)).astype(np.float32)
-    want = ref_matmul(a, b, False, True, c0=c0, bias=bias)
+    want = ref_matmul(a, b, ta, tb, c0=c0, bias=bias)
     outs = []
-    for t in (1, 2):
+    for t in counts:
         threads(t)
         out = c0.copy()
-        matmul(a, b, trans_b=True, out=out, accumulate=True, bias=bias)
+        matmul(a, b, trans_a=ta, trans_b=tb, out=out, accumulate=True, bias=bias)
         assert_close(out, want, k)
         outs.append(out)
-    assert np.array_equal(outs[0], outs[1])
+        if plain:
+            assert_close(matmul(a, b, trans_a=ta, trans_b=tb), ref_matmul(a, b, ta, tb), k)
+    for t, out in zip(counts[1:], outs[1:]):
+        assert np.array_equal(out, outs[0]), f"{t} threads differ from {counts[0]}"
+
+
+# The blocked path's row tails: a last tile of 1..11 rows (runs the 6-, 8-, 10- or 12-row
+# kernel on AVX-512, the whole tile on AVX2 / generic), with a column tail (N = 150) and two K
+# slices; 1 and 2 threads (row blocks then split in half panels).
+@pytest.mark.parametrize("tail", range(1, 12))
+def test_blocked_row_tails(isa, rng, threads, tail):
+    a, b = operands(rng, 12 * 40 + tail, 150, 300, False, True)
+    check_accumulate_bias_threads(rng, threads, a, b, False, True)
 
 
 # Skinny products (2..8 columns, row-major A, some dimension > 128): dot products of A rows with
 # B's columns, R rows at a time with a remainder, K with a vector tail; B^T used in place, B
-# row-major copied; A a view with row stride != K; with accumulate and bias; 1 and 3 threads
-# give the float64 result and the same bits.
+# row-major copied; A a view with row stride != K; 1 and 3 threads.
 @pytest.mark.parametrize("n", range(2, 10))
 @pytest.mark.parametrize("tb", [False, True])
 def test_skinny_columns(isa, rng, threads, n, tb):
     m, k = 301, 203
-    big = rng.standard_normal((m, k + 5)).astype(np.float32)
-    a = big[:, 2:k + 2]
+    a = rng.standard_normal((m, k + 5)).astype(np.float32)[:, 2:k + 2]
     b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
-    bias = rng.standard_normal(n).astype(np.float32)
-    c0 = rng.standard_normal((m, n)).astype(np.float32)
-    want = ref_matmul(a, b, False, tb, c0=c0, bias=bias)
-    outs = []
-    for t in (1, 3):
-        threads(t)
-        out = c0.copy()
-        matmul(a, b, trans_b=tb, out=out, accumulate=True, bias=bias)
-        assert_close(out, want, k)
-        outs.append(out)
-        assert_close(matmul(a, b, trans_b=tb), ref_matmul(a, b, False, tb), k)
-    assert np.array_equal(outs[0], outs[1])
+    check_accumulate_bias_threads(rng, threads, a, b, False, tb, counts=(1, 3), plain=True)
 
 
 # Products of at most 12 rows with row-major B go to the small-product kernel whatever N and K
 # (B rows in place, K in one pass, column tiles split over threads), except K > 1024 with a
 # row stride of B that is a multiple of 1024 floats: every row count up to 13, A and A^T, long
-# K, accumulate and bias; 1 and 2 threads give the float64 result and the same bits.
+# K; 1 and 2 threads.
 @pytest.mark.parametrize("m", [1, 2, 5, 6, 7, 11, 12, 13])
 @pytest.mark.parametrize("n,k,ta", [(1000, 700, False), (333, 3000, True), (2048, 1100, False), (40, 200, True)])
 def test_few_rows(isa, rng, threads, m, n, k, ta):
     a, b = operands(rng, m, n, k, ta, False)
-    bias = rng.standard_normal(n).astype(np.float32)
-    c0 = rng.standard_normal((m, n)).astype(np.float32)
-    want = ref_matmul(a, b, ta, False, c0=c0, bias=bias)
-    outs = []
-    for t in (1, 2):
-        threads(t)
-        out = c0.copy()
-        matmul(a, b, trans_a=ta, out=out, accumulate=True, bias=bias)
-        assert_close(out, want, k)
-        outs.append(out)
-    assert np.array_equal(outs[0], outs[1])
+    check_accumulate_bias_threads(rng, threads, a, b, ta, False)
 
 
 # 2..8 rows with B^T storage (x W^T for a few sequences): B's rows against A's rows, C written
-# transposed; 9 rows take the blocked path.  Strided A, accumulate and bias, 1 vs 3 threads.
+# transposed; 9 rows take the blocked path.  Strided A, 1 vs 3 threads.
 @pytest.mark.parametrize("m", range(2, 10))
 def test_skinny_rows_b_transposed(isa, rng, threads, m):
     n, k = 517, 203
-    big = rng.standard_normal((m, k + 3)).astype(np.float32)
-    a = big[:, 1:k + 1]
+    a = rng.standard_normal((m, k + 3)).astype(np.float32)[:, 1:k + 1]
     b = rng.standard_normal((n, k)).astype(np.float32)
-    bias = rng.standard_normal(n).astype(np.float32)
-    c0 = rng.standard_normal((m, n)).astype(np.float32)
-    want = ref_matmul(a, b, False, True, c0=c0, bias=bias)
-    outs = []
-    for t in (1, 3):
-        threads(t)
-        out = c0.copy()
-        matmul(a, b, trans_b=True, out=out, accumulate=True, bias=bias)
-        assert_close(out, want, k)
-        outs.append(out)
-        assert_close(matmul(a, b, trans_b=True), ref_matmul(a, b, False, True), k)
-    assert np.array_equal(outs[0], outs[1])
+    check_accumulate_bias_threads(rng, threads, a, b, False, True, counts=(1, 3), plain=True)
 
 
 # The blocked path's column tails: a last panel of 1..31 columns (<= 16 on AVX-512: the
-# one-vector kernel), for A read in place and packed (A^T), with accumulate and bias; 1 and 2
-# threads give the float64 result and the same bits.
+# one-vector kernel), for A read in place and packed (A^T); 1 and 2 threads.
 @pytest.mark.parametrize("tail", [1, 7, 8, 15, 16, 17, 24, 31])
 @pytest.mark.parametrize("ta", [False, True])
 def test_blocked_column_tails(isa, rng, threads, tail, ta):
-    m, n, k = 12 * 20 + 7, 32 * 5 + tail, 300
-    a, b = operands(rng, m, n, k, ta, False)
-    bias = rng.standard_normal(n).astype(np.float32)
-    c0 = rng.standard_normal((m, n)).astype(np.float32)
-    want = ref_matmul(a, b, ta, False, c0=c0, bias=bias)
-    outs = []
-    for t in (1, 2):
-        threads(t)
-        out = c0.copy()
-        matmul(a, b, trans_a=ta, out=out, accumulate=True, bias=bias)
-        assert_close(out, want, k)
-        outs.append(out)
-    assert np.array_equal(outs[0], outs[1])
+    a, b = operands(rng, 12 * 20 + 7, 32 * 5 + tail, 300, ta, False)
+    check_accumulate_bias_threads(rng, threads, a, b, ta, False)
 
 
 # C rows a multiple of 512 floats apart (row stride 1024 or 1536 here) make the AVX-512 kernel
