@@ -241,6 +241,17 @@ def test_skinny_columns(isa, rng, threads, n, tb):
     check_accumulate_bias_threads(rng, threads, a, b, False, tb, counts=(1, 3), plain=True)
 
 
+# The same with A^T storage (C's columns accumulated along A^T's contiguous rows, blocks of
+# rows with a partial last one): M not a multiple of any block, A^T a view with row stride != M.
+@pytest.mark.parametrize("n", range(2, 10))
+@pytest.mark.parametrize("tb", [False, True])
+def test_skinny_columns_a_transposed(isa, rng, threads, n, tb):
+    m, k = 301, 203
+    a = rng.standard_normal((k, m + 7)).astype(np.float32)[:, 3:m + 3]
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+    check_accumulate_bias_threads(rng, threads, a, b, True, tb, counts=(1, 3), plain=True)
+
+
 # Products of at most 12 rows with row-major B go to the small-product kernel whatever N and K
 # (B rows in place, K in one pass, column tiles split over threads), except K > 1024 with a
 # row stride of B that is a multiple of 1024 floats: every row count up to 13, A and A^T, long
