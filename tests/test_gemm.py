@@ -229,27 +229,19 @@ def test_blocked_row_tails(isa, rng, threads, tail):
     check_accumulate_bias_threads(rng, threads, a, b, False, True)
 
 
-# Skinny products (2..8 columns, row-major A, some dimension > 128): dot products of A rows with
-# B's columns, R rows at a time with a remainder, K with a vector tail; B^T used in place, B
-# row-major copied; A a view with row stride != K; 1 and 3 threads.
+# Skinny products (2..8 columns, some dimension > 128): row-major A as dot products of A rows
+# with B's columns, R rows at a time with a remainder, K with a vector tail; A^T by
+# accumulating C's columns along A^T's contiguous rows, in blocks of rows with a partial last
+# one; B^T used in place or B copied; A (or A^T) a view with a row stride != its width; 9
+# columns take the blocked path; 1 and 3 threads.
 @pytest.mark.parametrize("n", range(2, 10))
-@pytest.mark.parametrize("tb", [False, True])
-def test_skinny_columns(isa, rng, threads, n, tb):
+@pytest.mark.parametrize("ta,tb", list(itertools.product([False, True], repeat=2)))
+def test_skinny_columns(isa, rng, threads, n, ta, tb):
     m, k = 301, 203
-    a = rng.standard_normal((m, k + 5)).astype(np.float32)[:, 2:k + 2]
+    a = rng.standard_normal((k, m + 7)).astype(np.float32)[:, 3:m + 3] if ta else \
+        rng.standard_normal((m, k + 5)).astype(np.float32)[:, 2:k + 2]
     b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
-    check_accumulate_bias_threads(rng, threads, a, b, False, tb, counts=(1, 3), plain=True)
-
-
-# The same with A^T storage (C's columns accumulated along A^T's contiguous rows, blocks of
-# rows with a partial last one): M not a multiple of any block, A^T a view with row stride != M.
-@pytest.mark.parametrize("n", range(2, 10))
-@pytest.mark.parametrize("tb", [False, True])
-def test_skinny_columns_a_transposed(isa, rng, threads, n, tb):
-    m, k = 301, 203
-    a = rng.standard_normal((k, m + 7)).astype(np.float32)[:, 3:m + 3]
-    b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
-    check_accumulate_bias_threads(rng, threads, a, b, True, tb, counts=(1, 3), plain=True)
+    check_accumulate_bias_threads(rng, threads, a, b, ta, tb, counts=(1, 3), plain=True)
 
 
 # Products of at most 12 rows with row-major B go to the small-product kernel whatever N and K

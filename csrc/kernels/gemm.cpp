@@ -14,6 +14,8 @@
 // (gemm_skinny_m), and, on AVX-512, products with a narrow column block (A read in place by the
 // micro-kernel, row-major or A^T, see gemm_one).  Edge tiles run micro-kernels of 6-12 rows
 // and one or two vectors wide, whichever covers them.
+#include <type_traits>
+
 #include "kernels.h"
 #include "simd.h"
 
@@ -431,6 +433,28 @@ bool gemv_split_k(i64 R, i64 K) { return K >= 256 && double(R) * double(K) >= 2 
 // 2048x5x768 2.2x, 1000x3x100 1.8x (0.55 -> 0.97x numpy: at K = 100 the lane sums dominate).
 constexpr i64 kSkinnyN = 8;
 
+template <int R, int C>
+IRF_INLINE void zero_tile(vf (&acc)[R][C]) {
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int j = 0; j < C; ++j) acc[r][j] = vzero();
+}
+
+// f(std::integral_constant<int, n>{}) for n = 2..kSkinnyN (n above: kSkinnyN).
+template <class F>
+void with_skinny_n(i64 n, F&& f) {
+  switch (n) {
+    case 2: f(std::integral_constant<int, 2>{}); break;
+    case 3: f(std::integral_constant<int, 3>{}); break;
+    case 4: f(std::integral_constant<int, 4>{}); break;
+    case 5: f(std::integral_constant<int, 5>{}); break;
+    case 6: f(std::integral_constant<int, 6>{}); break;
+    case 7: f(std::integral_constant<int, 7>{}); break;
+    default: f(std::integral_constant<int, 8>{}); break;
+  }
+}
+
 // out(i, j) = sum_k X[i * ldx + k] Y[j * ys + k] for i < rows, j < NN (+ out if accumulate)
 // (+ bias[i * b_is + j * b_js]); out(i, j) at out[i * o_is + j * o_js].
 struct SkinnyArgs {
@@ -446,10 +470,7 @@ template <int NN, int R>
 void skinny_rows(const SkinnyArgs& s, i64 i0) {
   const i64 K = s.K, ldx = s.ldx;
   vf acc[R][NN];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 8
-    for (int j = 0; j < NN; ++j) acc[r][j] = vzero();
+  zero_tile(acc);
   const float* a = s.x + i0 * ldx;
   i64 k = 0;
   for (; k + W <= K; k += W) {
@@ -500,15 +521,7 @@ void skinny_n(const SkinnyArgs& s, int tid, int nth) {
 }
 
 void skinny_dispatch(const SkinnyArgs& s, i64 nn, int tid, int nth) {
-  switch (nn) {
-    case 2: skinny_n<2>(s, tid, nth); break;
-    case 3: skinny_n<3>(s, tid, nth); break;
-    case 4: skinny_n<4>(s, tid, nth); break;
-    case 5: skinny_n<5>(s, tid, nth); break;
-    case 6: skinny_n<6>(s, tid, nth); break;
-    case 7: skinny_n<7>(s, tid, nth); break;
-    default: skinny_n<8>(s, tid, nth); break;
-  }
+  with_skinny_n(nn, [&](auto c) { skinny_n<decltype(c)::value>(s, tid, nth); });
 }
 
 // 2..kSkinnyN columns, row-major A: rows of A against B's columns.
@@ -550,10 +563,7 @@ template <int NN, int V>
 void skinny_t_block(const GemmParams& p, const float* A, const float* bk, float* C, i64 m0, int rows) {
   const i64 K = p.K, lda = p.a_cs;
   vf acc[V][NN];
-#pragma GCC unroll 8
-  for (int v = 0; v < V; ++v)
-#pragma GCC unroll 8
-    for (int j = 0; j < NN; ++j) acc[v][j] = vzero();
+  zero_tile(acc);
   const bool full = rows == V * W;
   for (i64 k = 0; k < K; ++k) {
     const float* ar = A + k * lda + m0;
@@ -602,15 +612,7 @@ void gemm_skinny_t(const GemmParams& p, const float* A, const float* B, float* C
   float* bk = static_cast<float*>(workspace(kWsScratch0, sizeof(float) * N * K));
   for (i64 k = 0; k < K; ++k)
     for (i64 j = 0; j < N; ++j) bk[k * N + j] = B[k * p.b_rs + j * p.b_cs];
-  switch (N) {
-    case 2: skinny_t_n<2>(p, A, bk, C, tid, nth); break;
-    case 3: skinny_t_n<3>(p, A, bk, C, tid, nth); break;
-    case 4: skinny_t_n<4>(p, A, bk, C, tid, nth); break;
-    case 5: skinny_t_n<5>(p, A, bk, C, tid, nth); break;
-    case 6: skinny_t_n<6>(p, A, bk, C, tid, nth); break;
-    case 7: skinny_t_n<7>(p, A, bk, C, tid, nth); break;
-    default: skinny_t_n<8>(p, A, bk, C, tid, nth); break;
-  }
+  with_skinny_n(N, [&](auto c) { skinny_t_n<decltype(c)::value>(p, A, bk, C, tid, nth); });
 }
 
 // Small products (every dimension <= kSmallDim): packing A would cost about as much as the
