@@ -256,8 +256,8 @@ def test_few_rows(isa, rng, threads, m, n, k, ta):
 
 
 # 2..8 rows with B^T storage (x W^T for a few sequences): B's rows against A's rows, C written
-# transposed; 9 rows take the blocked path.  Strided A, 1 vs 3 threads.
-@pytest.mark.parametrize("m", range(2, 10))
+# transposed; 9..16 rows in two chunks; 17 rows take the blocked path.  Strided A, 1 vs 3 threads.
+@pytest.mark.parametrize("m", list(range(2, 10)) + [13, 16, 17])
 def test_skinny_rows_b_transposed(isa, rng, threads, m):
     n, k = 517, 203
     a = rng.standard_normal((m, k + 3)).astype(np.float32)[:, 1:k + 1]

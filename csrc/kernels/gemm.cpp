@@ -540,15 +540,22 @@ void gemm_skinny(const GemmParams& p, const float* A, const float* B, float* C, 
   skinny_dispatch(s, N, tid, nth);
 }
 
-// 2..kSkinnyN rows, row-major A and B^T storage (x W^T for a few sequences: a batched decoding
-// step): the same kernel with the roles swapped, B's rows (contiguous over k) against A's rows,
+// 2..kSkinnyN rows (or up to twice that in chunks, see gemm_one), row-major A and B^T storage
+// (x W^T for a few sequences: a batched decoding step): the same kernel with the roles swapped, B's rows (contiguous over k) against A's rows,
 // C written transposed.  The weight matrix is streamed once.  A/B on Zen 5 against the
 // blocked path (which packed all of B^T for a few rows), 1 / 2 threads: 4x768x3072 4.8x / 5.0x,
 // 8x3072x768 2.4x / 2.5x, 2x50257x768 2.7x / 2.2x (an LM head for two sequences: 26 GFLOP/s,
 // the weights streamed at ~26 GB/s), 2x768x768 3.2x / 3.4x.
 void gemm_skinny_m(const GemmParams& p, const float* A, const float* B, float* C, int tid, int nth) {
-  const SkinnyArgs s{B, p.b_cs, A, p.a_rs, C, 1, p.ldc, p.bias, 1, 0, p.N, p.K, p.accumulate};
-  skinny_dispatch(s, p.M, tid, nth);
+  // more than kSkinnyN rows: passes over B of nearly equal row chunks (each 2..kSkinnyN rows)
+  const i64 chunks = ceil_div(p.M, kSkinnyN);
+  for (i64 c = 0; c < chunks; ++c) {
+    i64 r0, r1;
+    split_range(p.M, int(c), int(chunks), r0, r1);
+    const SkinnyArgs s{B, p.b_cs, A + r0 * p.a_rs, p.a_rs, C + r0 * p.ldc, 1, p.ldc, p.bias, 1, 0, p.N, p.K,
+                       p.accumulate};
+    skinny_dispatch(s, r1 - r0, tid, nth);
+  }
 }
 
 // 2..kSkinnyN columns with A^T storage (A(m, k) = a[m + k * lda], contiguous over m): the
@@ -900,7 +907,13 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
     gemm_skinny(p, A, B, C, tid, nth);
     return;
   }
-  if (M >= 2 && M <= kSkinnyN && p.a_cs == 1 && p.b_rs == 1) {
+  // 9..16 rows too, as two passes over B^T, while it is small enough (<= 4M floats, 16 MB) to
+  // come back from the cache: A/B 1 / 2 threads 12x3072x768 1.48x / 1.23x, 9x768x3072 1.57x /
+  // 1.62x, 16x768x3072 1.19x / 2.0x; with larger B^T two streams from memory lost
+  // (12x50257x768 0.79x at 1 thread, 16x3072x3072 0.78x), and at 24-32 rows against a small
+  // B^T the blocked path was faster (24x768x768 0.71x, 32x768x768 0.64x).
+  if (M >= 2 && p.a_cs == 1 && p.b_rs == 1 &&
+      (M <= kSkinnyN || (M <= 2 * kSkinnyN && double(N) * double(K) <= double(1 << 22)))) {
     gemm_skinny_m(p, A, B, C, tid, nth);
     return;
   }
