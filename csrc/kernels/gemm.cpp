@@ -432,6 +432,10 @@ bool gemv_split_k(i64 R, i64 K) { return K >= 256 && double(R) * double(K) >= 2 
 // (0.86 -> 1.94x numpy at 1 thread), 2048x2x768 B^T 2.7x / 3.4x, 2048x8x768 B^T 1.13x / 2.2x,
 // 2048x5x768 2.2x, 1000x3x100 1.8x (0.55 -> 0.97x numpy: at K = 100 the lane sums dominate).
 constexpr i64 kSkinnyN = 8;
+// The skinny kernels' per-thread copy of B (N x K floats) is capped at this; a product whose
+// copy would be larger takes the blocked path (whose buffers are bounded), so that a one-off
+// huge-K call does not leave that much workspace allocated in every thread.
+constexpr double kSkinnyMaxCopy = double(1 << 22);
 
 template <int R, int C>
 IRF_INLINE void zero_tile(vf (&acc)[R][C]) {
@@ -903,7 +907,8 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
     gemm_small(p, A, B, C, tid, nth, bpack);
     return;
   }
-  if (N >= 2 && N <= kSkinnyN && p.a_cs == 1) {
+  const bool skinny_copy_ok = double(N) * double(K) <= kSkinnyMaxCopy;
+  if (N >= 2 && N <= kSkinnyN && p.a_cs == 1 && (p.b_rs == 1 || skinny_copy_ok)) {
     gemm_skinny(p, A, B, C, tid, nth);
     return;
   }
@@ -917,7 +922,7 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
     gemm_skinny_m(p, A, B, C, tid, nth);
     return;
   }
-  if (N >= 2 && N <= kSkinnyN && p.a_rs == 1) {
+  if (N >= 2 && N <= kSkinnyN && p.a_rs == 1 && skinny_copy_ok) {
     gemm_skinny_t(p, A, B, C, tid, nth);
     return;
   }
