@@ -195,8 +195,8 @@ void pack_b_panel(float* __restrict dst, const float* b, i64 rs, i64 cs, i64 nr,
 
 // ---------------------------------------------------------------------------------------
 // Micro-kernel: acc (ROWS x NV*W) = sum_k Ap[k, 0:ROWS]^T Bp[k, 0:NV*W] (Ap advancing MR floats
-// per k: ROWS < MR reads part of a packed panel; AIP: A(r, k) = ap[r * lda + k] read in place),
-// then C[0:mr, 0:nr] = (load_c ? C : 0) + acc (+ bias[0:nr] when bias != nullptr).
+// per k in a packed panel: ROWS < MR reads part of it; other A modes below), then
+// C[0:mr, 0:nr] = (load_c ? C : 0) + acc (+ bias[0:nr] when bias != nullptr).
 // A modes: kPacked (panel k-stride MR), kRowsInPlace (row-major A, row r at ap + r * lda),
 // kColsInPlace (A^T storage: the ROWS values of one k contiguous, k-stride lda; full tiles only).
 enum AMode : int { kPacked = 0, kRowsInPlace = 1, kColsInPlace = 2 };
@@ -311,6 +311,20 @@ void edge_tile(i64 kc, const float* ap, const float* bp, float* c, i64 ldc, int 
                const float* bias, i64 lda = 0) {
   if (nr <= W) edge_rows<R, AM, 1>(kc, ap, bp, c, ldc, mr, nr, load_c, bias, lda);
   else edge_rows<R, AM, 2>(kc, ap, bp, c, ldc, mr, nr, load_c, bias, lda);
+}
+
+// One C tile of mr x nr rows / columns: as two MR/2-row halves when `split` (C rows alias in L1,
+// see gemm_one; full tiles only), else the micro-kernel that covers it.  A as AM says; `half` is
+// the offset of A's row MR/2 from `at` (MR/2 in a packed panel or A^T, MR/2 * lda in row-major A).
+template <int AM>
+IRF_INLINE void run_tile(i64 kc, const float* at, i64 half, const float* bp, float* ct, i64 ldc, int mr, int nr,
+                         bool load_c, const float* bias, i64 lda, bool split) {
+  if (split && mr == MR && nr == NR) {
+    micro_kernel<MR / 2, AM>(kc, at, bp, ct, ldc, MR / 2, nr, load_c, bias, lda);
+    micro_kernel<MR / 2, AM>(kc, at + half, bp, ct + MR / 2 * ldc, ldc, MR / 2, nr, load_c, bias, lda);
+  } else {
+    edge_tile<MR, AM>(kc, at, bp, ct, ldc, mr, nr, load_c, bias, lda);
+  }
 }
 
 // Fused multiply-adds below which one thread is faster than waking a second one.
@@ -437,6 +451,10 @@ constexpr i64 kSkinnyN = 8;
 // huge-K call does not leave that much workspace allocated in every thread.
 constexpr double kSkinnyMaxCopy = double(1 << 22);
 
+// Rows (skinny_n) or row vectors (skinny_t_n) per register block for NN columns: NN times it
+// accumulators, 12-18 of the 32 vector registers, the rest for the operands.
+constexpr int skinny_block(int nn) { return nn <= 2 ? 6 : nn <= 4 ? 4 : nn <= 6 ? 3 : 2; }
+
 template <int R, int C>
 IRF_INLINE void zero_tile(vf (&acc)[R][C]) {
 #pragma GCC unroll 8
@@ -513,7 +531,7 @@ void skinny_rows(const SkinnyArgs& s, i64 i0) {
 
 template <int NN>
 void skinny_n(const SkinnyArgs& s, int tid, int nth) {
-  constexpr int R = NN <= 2 ? 6 : NN <= 4 ? 4 : NN <= 6 ? 3 : 2;
+  constexpr int R = skinny_block(NN);
   i64 lo, hi;
   split_range(ceil_div(s.rows, R), tid, nth, lo, hi);
   for (i64 g = lo; g < hi; ++g) {
@@ -545,8 +563,8 @@ void gemm_skinny(const GemmParams& p, const float* A, const float* B, float* C, 
 }
 
 // 2..kSkinnyN rows (or up to twice that in chunks, see gemm_one), row-major A and B^T storage
-// (x W^T for a few sequences: a batched decoding step): the same kernel with the roles swapped, B's rows (contiguous over k) against A's rows,
-// C written transposed.  The weight matrix is streamed once.  A/B on Zen 5 against the
+// (x W^T for a few sequences: a batched decoding step): the same kernel with the roles swapped,
+// B's rows (contiguous over k) against A's rows, C written transposed.  The weight matrix is streamed once.  A/B on Zen 5 against the
 // blocked path (which packed all of B^T for a few rows), 1 / 2 threads: 4x768x3072 4.8x / 5.0x,
 // 8x3072x768 2.4x / 2.5x, 2x50257x768 2.7x / 2.2x (an LM head for two sequences: 26 GFLOP/s,
 // the weights streamed at ~26 GB/s), 2x768x768 3.2x / 3.4x.
@@ -608,7 +626,7 @@ void skinny_t_block(const GemmParams& p, const float* A, const float* bk, float*
 
 template <int NN>
 void skinny_t_n(const GemmParams& p, const float* A, const float* bk, float* C, int tid, int nth) {
-  constexpr int V = NN <= 2 ? 6 : NN <= 4 ? 4 : NN <= 6 ? 3 : 2;
+  constexpr int V = skinny_block(NN);
   constexpr i64 BR = V * W;
   i64 lo, hi;
   split_range(ceil_div(p.M, BR), tid, nth, lo, hi);
@@ -912,13 +930,13 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
     gemm_skinny(p, A, B, C, tid, nth);
     return;
   }
-  // 9..16 rows too, as two passes over B^T, while it is small enough (<= 4M floats, 16 MB) to
-  // come back from the cache: A/B 1 / 2 threads 12x3072x768 1.48x / 1.23x, 9x768x3072 1.57x /
+  // 9..16 rows too, as two passes over B^T, while it is small enough (kSkinnyMaxCopy, 4M floats)
+  // to come back from the cache: A/B 1 / 2 threads 12x3072x768 1.48x / 1.23x, 9x768x3072 1.57x /
   // 1.62x, 16x768x3072 1.19x / 2.0x; with larger B^T two streams from memory lost
   // (12x50257x768 0.79x at 1 thread, 16x3072x3072 0.78x), and at 24-32 rows against a small
   // B^T the blocked path was faster (24x768x768 0.71x, 32x768x768 0.64x).
   if (M >= 2 && p.a_cs == 1 && p.b_rs == 1 &&
-      (M <= kSkinnyN || (M <= 2 * kSkinnyN && double(N) * double(K) <= double(1 << 22)))) {
+      (M <= kSkinnyN || (M <= 2 * kSkinnyN && double(N) * double(K) <= kSkinnyMaxCopy))) {
     gemm_skinny_m(p, A, B, C, tid, nth);
     return;
   }
@@ -1061,35 +1079,14 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
               for (i64 l = (ir / MR) * per_call, le = l + per_call < nlines ? l + per_call : nlines; l < le; ++l)
                 __builtin_prefetch(bnext + l * kLineFloats, 0, 2);
             float* ct = C + (i0 + ir) * ldc + j0;
-            if (aip) {
-              const float* at = A + (i0 + ir) * p.a_rs + pc;
-              if (split_rows && mr == MR && nr == NR) {
-                micro_kernel<MR / 2, kRowsInPlace>(kc, at, bp, ct, ldc, MR / 2, nr, load_c, bias, p.a_rs);
-                micro_kernel<MR / 2, kRowsInPlace>(kc, at + MR / 2 * p.a_rs, bp, ct + MR / 2 * ldc, ldc, MR / 2, nr, load_c, bias, p.a_rs);
-              } else {
-                edge_tile<MR, kRowsInPlace>(kc, at, bp, ct, ldc, mr, nr, load_c, bias, p.a_rs);
-              }
-              continue;
-            }
-            if (atip && mr == MR) {   // full panel of A^T in place (a partial one was packed)
-              const float* at = A + (i0 + ir) + pc * p.a_cs;
-              if (split_rows && nr == NR) {
-                micro_kernel<MR / 2, kColsInPlace>(kc, at, bp, ct, ldc, MR / 2, nr, load_c, bias, p.a_cs);
-                micro_kernel<MR / 2, kColsInPlace>(kc, at + MR / 2, bp, ct + MR / 2 * ldc, ldc, MR / 2, nr, load_c, bias, p.a_cs);
-              } else if (nr <= W) {
-                micro_kernel<MR, kColsInPlace, 1>(kc, at, bp, ct, ldc, MR, nr, load_c, bias, p.a_cs);
-              } else {
-                micro_kernel<MR, kColsInPlace, 2>(kc, at, bp, ct, ldc, MR, nr, load_c, bias, p.a_cs);
-              }
-              continue;
-            }
-            const float* at = apack + ir * kc;
-            if (split_rows && mr == MR && nr == NR) {
-              micro_kernel<MR / 2>(kc, at, bp, ct, ldc, MR / 2, nr, load_c, bias);
-              micro_kernel<MR / 2>(kc, at + MR / 2, bp, ct + MR / 2 * ldc, ldc, MR / 2, nr, load_c, bias);
-            } else {
-              edge_tile<MR>(kc, at, bp, ct, ldc, mr, nr, load_c, bias);
-            }
+            if (aip)
+              run_tile<kRowsInPlace>(kc, A + (i0 + ir) * p.a_rs + pc, MR / 2 * p.a_rs, bp, ct, ldc, mr, nr, load_c,
+                                     bias, p.a_rs, split_rows);
+            else if (atip && mr == MR)   // full panel of A^T in place (a partial one was packed)
+              run_tile<kColsInPlace>(kc, A + (i0 + ir) + pc * p.a_cs, MR / 2, bp, ct, ldc, mr, nr, load_c, bias,
+                                     p.a_cs, split_rows);
+            else
+              run_tile<kPacked>(kc, apack + ir * kc, MR / 2, bp, ct, ldc, mr, nr, load_c, bias, 0, split_rows);
           }
         }
       }
