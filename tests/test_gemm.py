@@ -103,16 +103,11 @@ def test_small_products(isa, rng, ta, tb, mode):
 def test_small_products_long_k_packed_b(isa, rng, threads):
     # M, N <= 128 with K up to 2048 also take the small path, where B^T storage or L1-aliasing
     # B rows (stride 64 floats, M > 96) pack all of B (N x K, more than the blocked path's two
-    # slice buffers): the packing buffer must hold it.  1 and 2 threads, same bits.
+    # slice buffers): the packing buffer must hold it.  1 and 2 threads, same bits, also with
+    # accumulate and bias.
     for (m, n, k, tb) in [(100, 64, 2000, False), (120, 100, 2048, True), (97, 128, 1500, True)]:
         a, b = operands(rng, m, n, k, False, tb)
-        want = ref_matmul(a, b, False, tb)
-        outs = []
-        for t in (1, 2):
-            threads(t)
-            outs.append(matmul(a, b, trans_b=tb))
-            assert_close(outs[-1], want, k)
-        assert np.array_equal(outs[0], outs[1])
+        check_accumulate_bias_threads(rng, threads, a, b, False, tb, plain=True)
 
 
 def test_small_products_strides(isa, rng):
@@ -276,9 +271,9 @@ def test_blocked_column_tails(isa, rng, threads, tail, ta):
 
 # C rows a multiple of 512 floats apart (row stride 1024 or 1536 here) make the AVX-512 kernel
 # run each C tile as two half-height tiles; a row stride of N + 16 does not.  N = 1000 packs A;
-# N = 500 (at most 16 column panels) reads A in place (row-major or A^T), in halves too.  Both must give
-# the float64 result and the same bits (M = 100: edge rows; K > 256: several passes; with
-# accumulate and bias), on every ISA and thread count.
+# N = 500 (at most 16 column panels) reads A in place (row-major or A^T), in halves too.  Both
+# must give the float64 result and the same bits (M = 100: edge rows; K > 256: several passes;
+# with accumulate and bias), on every ISA and thread count.
 @pytest.mark.parametrize("ta", [False, True])
 @pytest.mark.parametrize("n", [1000, 500])
 @pytest.mark.parametrize("ldc", [1024, 1536])
