@@ -13,7 +13,9 @@
 // gemm_skinny_t: C's columns accumulated along A^T's contiguous rows), of 2..8 rows with B^T
 // (gemm_skinny_m), and, on AVX-512, products with a narrow column block (A read in place by the
 // micro-kernel, row-major or A^T, see gemm_one).  Edge tiles run micro-kernels of 6-12 rows
-// and one or two vectors wide, whichever covers them.
+// and one or two vectors wide, whichever covers them.  At 2-4 threads a blocked product of
+// 256+ rows per thread is split into independent row (or column) parts, one per thread,
+// each packing its own B (private_split); smaller ones share each packed B slice as a team.
 #include <type_traits>
 
 #include "kernels.h"
@@ -838,6 +840,42 @@ IRF_INLINE i64 claim_item(PackSync& ps, i64 end) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Which kernel computes a product of these dimensions and strides (the same for every batch
+// element and every thread count: results never depend on the number of threads).
+enum class Path { kEmpty, kGemv, kSmall, kSkinny, kSkinnyM, kSkinnyT, kBlocked };
+Path choose_path(const GemmParams& p) {
+  const i64 M = p.M, N = p.N, K = p.K;
+  if (K == 0) return Path::kEmpty;
+  // matrix-vector products (no packing)
+  const bool row_vec = (M == 1) && (p.b_rs == 1 || p.b_cs == 1);
+  const bool col_vec = !row_vec && (N == 1) && (p.a_rs == 1 || p.a_cs == 1);
+  if (row_vec || col_vec) return Path::kGemv;
+  // Also products of at most MR rows with row-major B (a classifier head's weight gradient
+  // dY^T X, a decoding step of a few sequences): one row panel, so every B element is used
+  // once and packing B (all of it, for a few rows) was most of the time; B's rows are read in
+  // place, K in one pass, column tiles split over the team.  Not when B's row stride is a
+  // multiple of 4 KiB and K > 1024: the K-row strips then hit one L1 / L2 set each and the
+  // blocked path was faster (4x1024x4096 -7%, 8x2048x2048 -11%).  A/B on Zen 5 against the
+  // blocked path, 1 / 2 threads: 2x3373x167 A^T 2.2x / 2.6x (0.83 -> 1.86x numpy at 1 thread),
+  // 8x768x768 2.4x / 2.2x, 12x3072x768 A^T 2.0x / 2.0x, 4x4096x1024 1.4x / 1.5x, 12x768x3072
+  // A^T 1.9x / 2.2x.
+  if (small_product(M, N, K) || (M <= MR && p.b_cs == 1 && (K <= 1024 || p.b_rs % 1024 != 0)))
+    return Path::kSmall;
+  const bool skinny_copy_ok = double(N) * double(K) <= kSkinnyMaxCopy;
+  if (N >= 2 && N <= kSkinnyN && p.a_cs == 1 && (p.b_rs == 1 || skinny_copy_ok)) return Path::kSkinny;
+  // 9..16 rows too, as two passes over B^T, while it is small enough (kSkinnyMaxCopy, 4M floats)
+  // to come back from the cache: A/B 1 / 2 threads 12x3072x768 1.48x / 1.23x, 9x768x3072 1.57x /
+  // 1.62x, 16x768x3072 1.19x / 2.0x; with larger B^T two streams from memory lost
+  // (12x50257x768 0.79x at 1 thread, 16x3072x3072 0.78x), and at 24-32 rows against a small
+  // B^T the blocked path was faster (24x768x768 0.71x, 32x768x768 0.64x).
+  if (M >= 2 && p.a_cs == 1 && p.b_rs == 1 &&
+      (M <= kSkinnyN || (M <= 2 * kSkinnyN && double(N) * double(K) <= kSkinnyMaxCopy)))
+    return Path::kSkinnyM;
+  if (N >= 2 && N <= kSkinnyN && p.a_rs == 1 && skinny_copy_ok) return Path::kSkinnyT;
+  return Path::kBlocked;
+}
+
+// ---------------------------------------------------------------------------------------
 // One product (batch element) computed by a team of nth threads; tid is this thread.
 // Must be called by every member of the team (barriers inside when nth > 1).
 // `counter` is shared by the team; `base` (one per thread, equal in all) counts the indices
@@ -850,7 +888,8 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
   float* C = p.c + bi * p.c_bs;
   const i64 ldc = p.ldc;
 
-  if (K == 0) {                                    // empty sum: C = (acc ? C : 0) + bias
+  const Path path = choose_path(p);
+  if (path == Path::kEmpty) {                      // empty sum: C = (acc ? C : 0) + bias
     i64 lo, hi;
     split_range(M, tid, nth, lo, hi);
     for (i64 i = lo; i < hi; ++i)
@@ -861,10 +900,8 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
     return;
   }
 
-  // Matrix-vector fast paths (no packing).
-  const bool row_vec = (M == 1) && (p.b_rs == 1 || p.b_cs == 1);
-  const bool col_vec = !row_vec && (N == 1) && (p.a_rs == 1 || p.a_cs == 1);
-  if (row_vec || col_vec) {
+  if (path == Path::kGemv) {
+    const bool row_vec = (M == 1) && (p.b_rs == 1 || p.b_cs == 1);
     const float* xsrc = row_vec ? A : B;
     const i64 xs = row_vec ? p.a_cs : p.b_rs;
     const float* x = xsrc;
@@ -914,38 +951,12 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
     return;
   }
 
-  // Also products of at most MR rows with row-major B (a classifier head's weight gradient
-  // dY^T X, a decoding step of a few sequences): one row panel, so every B element is used
-  // once and packing B (all of it, for a few rows) was most of the time; B's rows are read in
-  // place, K in one pass, column tiles split over the team.  Not when B's row stride is a
-  // multiple of 4 KiB and K > 1024: the K-row strips then hit one L1 / L2 set each and the
-  // blocked path was faster (4x1024x4096 -7%, 8x2048x2048 -11%).  A/B on Zen 5 against the
-  // blocked path, 1 / 2 threads: 2x3373x167 A^T 2.2x / 2.6x (0.83 -> 1.86x numpy at 1 thread),
-  // 8x768x768 2.4x / 2.2x, 12x3072x768 A^T 2.0x / 2.0x, 4x4096x1024 1.4x / 1.5x, 12x768x3072
-  // A^T 1.9x / 2.2x.
-  if (small_product(M, N, K) ||
-      (M <= MR && p.b_cs == 1 && (K <= 1024 || p.b_rs % 1024 != 0))) {
-    gemm_small(p, A, B, C, tid, nth, bpack);
-    return;
-  }
-  const bool skinny_copy_ok = double(N) * double(K) <= kSkinnyMaxCopy;
-  if (N >= 2 && N <= kSkinnyN && p.a_cs == 1 && (p.b_rs == 1 || skinny_copy_ok)) {
-    gemm_skinny(p, A, B, C, tid, nth);
-    return;
-  }
-  // 9..16 rows too, as two passes over B^T, while it is small enough (kSkinnyMaxCopy, 4M floats)
-  // to come back from the cache: A/B 1 / 2 threads 12x3072x768 1.48x / 1.23x, 9x768x3072 1.57x /
-  // 1.62x, 16x768x3072 1.19x / 2.0x; with larger B^T two streams from memory lost
-  // (12x50257x768 0.79x at 1 thread, 16x3072x3072 0.78x), and at 24-32 rows against a small
-  // B^T the blocked path was faster (24x768x768 0.71x, 32x768x768 0.64x).
-  if (M >= 2 && p.a_cs == 1 && p.b_rs == 1 &&
-      (M <= kSkinnyN || (M <= 2 * kSkinnyN && double(N) * double(K) <= kSkinnyMaxCopy))) {
-    gemm_skinny_m(p, A, B, C, tid, nth);
-    return;
-  }
-  if (N >= 2 && N <= kSkinnyN && p.a_rs == 1 && skinny_copy_ok) {
-    gemm_skinny_t(p, A, B, C, tid, nth);
-    return;
+  switch (path) {
+    case Path::kSmall: return gemm_small(p, A, B, C, tid, nth, bpack);
+    case Path::kSkinny: return gemm_skinny(p, A, B, C, tid, nth);
+    case Path::kSkinnyM: return gemm_skinny_m(p, A, B, C, tid, nth);
+    case Path::kSkinnyT: return gemm_skinny_t(p, A, B, C, tid, nth);
+    default: break;
   }
 
   // (balanced row blocks can be up to two grains longer than MC)
@@ -1104,6 +1115,59 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
   }
 }
 
+// 2..kPrivateMaxThreads threads and a blocked product of at least kPrivateMinRows rows per
+// thread: one independent part per thread (by rows when M >= N, else by columns), each
+// computed alone with the thread's own packing buffers (gemm_one with a team of one: no
+// barrier, nothing packed by one core and read by the other), rather than one team sharing
+// each packed B slice.  The shared slices cost twice the packing (the duplicate is the other
+// operand: all of B for row parts, all of A for column parts) but on this 2-core VM the team's
+// cross-core traffic was the weak point: for minutes at a time (other tenants, vCPU placement)
+// its B packing took 2.6x longer and its slice barriers 5x (rdtsc per phase, 2048x768x768),
+// and the team ran 5-10% slower while numpy and our 1-thread calls did not change.  A/B at 2
+// threads over minutes of such phases, paired rounds: 2048x768x768 +5..11%, 2048x768x3072
+// +8%, 768x768x2048 A^T +5..7%, 512^3 +14%, 1000x300x1000 +12%, 777x33x999 A^T +26%, in the
+// team's good minutes -0..3% (768x3072x2048 A^T -2%, 600x800x1000 -3%, 1024^3 -1%).  Column
+// parts for fewer rows (300x3072x768, 64x50257x768, 160x4096x512) were 3-7% slower than the
+// team in good minutes, so small M keeps the team.  Only measured up to 2 threads: more keep
+// the team (each part packs all of the other operand, nth times in all).  Results are the
+// same bits as one thread's: every C element is summed in the same order whatever tile or
+// part computes it, and each part is checked to take the blocked path like the whole.
+constexpr i64 kPrivateMinRows = 256;
+constexpr int kPrivateMaxThreads = 4;
+
+// Part tid of nth of a product split by rows (split == 1: whole kRowGrain units) or by
+// columns (split == 2: whole NR panels), as equal as those units allow.
+GemmParams private_part(const GemmParams& p, int split, int tid, int nth) {
+  GemmParams q = p;
+  const i64 unit = split == 1 ? kRowGrain : NR, len = split == 1 ? p.M : p.N;
+  const i64 units = ceil_div(len, unit);
+  const i64 lo = units * tid / nth * unit, hi_u = units * (tid + 1) / nth * unit;
+  const i64 hi = hi_u < len ? hi_u : len, n = hi > lo ? hi - lo : 0;
+  if (split == 1) {
+    q.M = n;
+    q.a = p.a + lo * p.a_rs;
+    q.c = p.c + lo * p.ldc;
+  } else {
+    q.N = n;
+    q.b = p.b + lo * p.b_cs;
+    q.c = p.c + lo;
+    if (p.bias) q.bias = p.bias + lo;
+  }
+  return q;
+}
+
+// 0: the shared team; 1: one part of the rows per thread; 2: one part of the columns.
+int private_split(const GemmParams& p, int nth) {
+  if (nth < 2 || nth > kPrivateMaxThreads || p.M < kPrivateMinRows * nth) return 0;
+  if (choose_path(p) != Path::kBlocked) return 0;
+  const int split = p.M >= p.N ? 1 : 2;
+  for (int t = 0; t < nth; ++t) {
+    const GemmParams q = private_part(p, split, t, nth);
+    if (q.M > 0 && q.N > 0 && choose_path(q) != Path::kBlocked) return 0;
+  }
+  return split;
+}
+
 void gemm(const GemmParams& p) {
   if (p.batch <= 0 || p.M <= 0 || p.N <= 0) return;
   const double work = double(p.M) * double(p.N) * double(p.K > 0 ? p.K : 1);
@@ -1116,29 +1180,33 @@ void gemm(const GemmParams& p) {
   if (small_product(p.M, p.N, p.K) && bpack_floats < round_up(p.N, NR) * p.K)   // gemm_small may pack all of B
     bpack_floats = round_up(p.N, NR) * p.K;
 
-  // Many small products: one per thread, each alone (no barriers, private packing buffers).
-  if (nth > 1 && p.batch >= nth && work < double(1 << 22)) {
+  // The products q[b0], q[b0 + step], ... computed alone by the calling thread (a team of one:
+  // no barriers, this thread's own packing buffers).
+  auto alone = [&](const GemmParams& q, i64 b0, i64 step) {
+    flush_denormals();
+    float* bpack = static_cast<float*>(workspace(kWsPackB, sizeof(float) * bpack_floats));
+    i64 counter = 0, base = 0, claim = 0;
+    PackSync ps{&claim, 0};
+    if (q.M > 0 && q.N > 0)
+      for (i64 bi = b0; bi < q.batch; bi += step) gemm_one(q, bi, 0, 1, bpack, &counter, base, ps);
+  };
+  if (nth == 1) return alone(p, 0, 1);
+  // Many small products: one per thread, each alone.
+  if (p.batch >= nth && work < double(1 << 22)) {
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nth)
 #endif
-    {
-      flush_denormals();
-      const int tid = thread_id(), team = team_size();
-      float* bpack = static_cast<float*>(workspace(kWsPackB, sizeof(float) * bpack_floats));
-      i64 counter = 0, base = 0, claim = 0;   // private: each product runs alone in this thread
-      PackSync ps{&claim, 0};
-      for (i64 bi = tid; bi < p.batch; bi += team) gemm_one(p, bi, 0, 1, bpack, &counter, base, ps);
-    }
+    alone(p, thread_id(), team_size());
+    return;
+  }
+  if (const int split = private_split(p, nth)) {   // one part of every product per thread
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nth)
+#endif
+    alone(private_part(p, split, thread_id(), team_size()), 0, 1);
     return;
   }
   float* bpack = static_cast<float*>(workspace(kWsPackB, sizeof(float) * bpack_floats));
-  if (nth == 1) {
-    flush_denormals();
-    i64 counter = 0, base = 0, claim = 0;
-    PackSync ps{&claim, 0};
-    for (i64 bi = 0; bi < p.batch; ++bi) gemm_one(p, bi, 0, 1, bpack, &counter, base, ps);
-    return;
-  }
   i64 counter = 0, claim = 0;   // shared by the team
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nth) shared(counter, claim)
