@@ -390,8 +390,8 @@ def test_thread_count_gives_identical_results(rng, threads, m, n, k, tb):
 # one (K = 1100 is not a multiple of 256 or of the 8-row pack items; K = 4100: 17 slices, each
 # buffer reused 8 times), two column blocks (N > 4064), both B layouts (row groups / panels as
 # items), 1 to 4 threads on any core count, team and one-product-per-thread batches; every
-# result must equal the float64 one and the 1-thread one.  (At 2-4 threads 800 x 4200 runs as
-# private column parts, see test_private_parts_threads; 300 and 130 rows keep the team.)
+# result must equal the float64 one and the 1-thread one.  (At 2-4 threads 800 x 4200 x 1100
+# runs as private column parts, see test_private_parts_threads; the others keep the team.)
 @pytest.mark.parametrize("m,n,k,tb,batch", [(800, 4200, 1100, False, None), (300, 4200, 1100, True, None),
                                             (200, 600, 700, True, 3), (129, 60, 520, False, 5),
                                             (130, 140, 4100, False, None)])
@@ -405,15 +405,15 @@ def test_packing_overlap_threads(rng, threads, m, n, k, tb, batch):
         assert np.array_equal(matmul(a, b, trans_b=tb), r1), f"{t} threads differ from 1"
 
 
-# At 2+ threads a blocked product with M >= 256 rows per thread is split into one independent
-# part per thread (rows when M >= N, else columns), each packing its own B: the parts must
-# give the float64 result and the same bits as one thread, with ragged part boundaries
-# (M, N not multiples of the row grain or the panel width), reversed strides, accumulate and
-# bias, batches, and 3 / 4 threads (parts of 1/3 and 1/4, or the shared team below 256 rows
-# per thread).
-@pytest.mark.parametrize("m,n,k,ta,tb", [(521, 300, 200, False, False), (1100, 777, 300, True, False),
-                                         (530, 1300, 260, False, True), (800, 2100, 100, True, True),
-                                         (1031, 1031, 70, False, False)])
+# At 2-4 threads a blocked product of >= 2^29 multiply-adds with M >= 256 rows per thread is
+# split into one independent part per thread (rows when M >= N, else columns), each packing
+# its own B: the parts must give the float64 result and the same bits as one thread, with
+# ragged part boundaries (M, N not multiples of the row grain or the panel width), reversed
+# strides, accumulate and bias, batches, and 3 / 4 threads (parts of 1/3 and 1/4, or the
+# shared team where M < 256 rows per thread).
+@pytest.mark.parametrize("m,n,k,ta,tb", [(2100, 521, 500, False, False), (1100, 777, 700, True, False),
+                                         (530, 1300, 800, False, True), (800, 2100, 330, True, True),
+                                         (1031, 1031, 520, False, False)])
 def test_private_parts_threads(rng, threads, m, n, k, ta, tb):
     a, b = operands(rng, m, n, k, ta, tb)
     check_accumulate_bias_threads(rng, threads, a, b, ta, tb, counts=(1, 2, 3, 4))
@@ -421,10 +421,10 @@ def test_private_parts_threads(rng, threads, m, n, k, ta, tb):
 
 
 def test_private_parts_batched(rng, threads):
-    a, b = operands(rng, 600, 530, 90, True, False, batch=3)
+    a, b = operands(rng, 640, 900, 950, True, False, batch=2)
     threads(1)
     r1 = matmul(a, b, trans_a=True)
-    assert_close(r1, ref_matmul(a, b, True, False), 90)
+    assert_close(r1, ref_matmul(a, b, True, False), 950)
     for t in (2, 3):
         threads(t)
         assert np.array_equal(matmul(a, b, trans_a=True), r1), f"{t} threads differ from 1"

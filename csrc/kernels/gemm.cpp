@@ -14,8 +14,9 @@
 // (gemm_skinny_m), and, on AVX-512, products with a narrow column block (A read in place by the
 // micro-kernel, row-major or A^T, see gemm_one).  Edge tiles run micro-kernels of 6-12 rows
 // and one or two vectors wide, whichever covers them.  At 2-4 threads a blocked product of
-// 256+ rows per thread is split into independent row (or column) parts, one per thread,
-// each packing its own B (private_split); smaller ones share each packed B slice as a team.
+// 2^29+ multiply-adds and 256+ rows per thread is split into independent row (or column)
+// parts, one per thread, each packing its own B (private_split); smaller ones share each
+// packed B slice as a team.
 #include <type_traits>
 
 #include "kernels.h"
@@ -1115,25 +1116,29 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
   }
 }
 
-// 2..kPrivateMaxThreads threads and a blocked product of at least kPrivateMinRows rows per
-// thread: one independent part per thread (by rows when M >= N, else by columns), each
-// computed alone with the thread's own packing buffers (gemm_one with a team of one: no
-// barrier, nothing packed by one core and read by the other), rather than one team sharing
-// each packed B slice.  The shared slices cost twice the packing (the duplicate is the other
-// operand: all of B for row parts, all of A for column parts) but on this 2-core VM the team's
-// cross-core traffic was the weak point: for minutes at a time (other tenants, vCPU placement)
-// its B packing took 2.6x longer and its slice barriers 5x (rdtsc per phase, 2048x768x768),
-// and the team ran 5-10% slower while numpy and our 1-thread calls did not change.  A/B at 2
-// threads over minutes of such phases, paired rounds: 2048x768x768 +5..11%, 2048x768x3072
-// +8%, 768x768x2048 A^T +5..7%, 512^3 +14%, 1000x300x1000 +12%, 777x33x999 A^T +26%, in the
-// team's good minutes -0..3% (768x3072x2048 A^T -2%, 600x800x1000 -3%, 1024^3 -1%).  Column
-// parts for fewer rows (300x3072x768, 64x50257x768, 160x4096x512) were 3-7% slower than the
-// team in good minutes, so small M keeps the team.  Only measured up to 2 threads: more keep
-// the team (each part packs all of the other operand, nth times in all).  Results are the
-// same bits as one thread's: every C element is summed in the same order whatever tile or
-// part computes it, and each part is checked to take the blocked path like the whole.
+// 2..kPrivateMaxThreads threads, a blocked product of at least kPrivateMinWork multiply-adds and
+// kPrivateMinRows rows per thread: one independent part per thread (by rows when M >= N, else
+// by columns), each computed alone with the thread's own packing buffers (gemm_one with a team
+// of one: no barrier, nothing packed by one core and read by the other), instead of one team
+// sharing each packed B slice.  Each part packs all of the other operand (B for row parts, A
+// for column parts), but on this 2-core VM the team's cross-core traffic was the weak point:
+// for minutes at a time (other tenants, vCPU placement) its B packing took 2.6x longer and its
+// slice barriers 5x (rdtsc per phase, 2048x768x768), and the team ran 5-10% slower while numpy
+// and our 1-thread calls did not change.  In-process A/B at 2 threads, paired rounds, team ->
+// parts: in such minutes 2048x768x768 +5..11%, 2048x768x3072 +8%, 768x768x2048 A^T +5..7%,
+// 1024^3 +9%, 700x2000x500 A^T +10%; in the team's good minutes -0.7..+1.6% on the training
+// shapes.  Not below kPrivateMinWork: the static halves have no dynamic balance, and a call
+// right after the cores idled (a 0.1 s pause) ran 512^3 at 211-284 GFLOP/s as parts against
+// 365-394 as a team (both ~480 back to back); row chunks taken dynamically, each packing its
+// own B, cost 2-3% (256 rows) / 6% (128 rows) back to back.  Not for fewer rows: column parts
+// of 64-300 rows (300x3072x768, 64x50257x768, 160x4096x512) were 3-7% slower than the team.
+// Measured up to 2 threads only: more keep the team (each part packs all of the other
+// operand, nth times in all).  Results are the same bits as one thread's: every C element is
+// summed in the same order whatever tile or part computes it, and each part is checked to
+// take the blocked path like the whole.
 constexpr i64 kPrivateMinRows = 256;
 constexpr int kPrivateMaxThreads = 4;
+constexpr double kPrivateMinWork = double(1 << 29);
 
 // Part tid of nth of a product split by rows (split == 1: whole kRowGrain units) or by
 // columns (split == 2: whole NR panels), as equal as those units allow.
@@ -1159,6 +1164,7 @@ GemmParams private_part(const GemmParams& p, int split, int tid, int nth) {
 // 0: the shared team; 1: one part of the rows per thread; 2: one part of the columns.
 int private_split(const GemmParams& p, int nth) {
   if (nth < 2 || nth > kPrivateMaxThreads || p.M < kPrivateMinRows * nth) return 0;
+  if (double(p.M) * double(p.N) * double(p.K) < kPrivateMinWork) return 0;
   if (choose_path(p) != Path::kBlocked) return 0;
   const int split = p.M >= p.N ? 1 : 2;
   for (int t = 0; t < nth; ++t) {
