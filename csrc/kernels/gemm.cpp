@@ -1132,8 +1132,9 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
 // 365-394 as a team (both ~480 back to back); row chunks taken dynamically, each packing its
 // own B, cost 2-3% (256 rows) / 6% (128 rows) back to back.  Not for fewer rows: column parts
 // of 64-300 rows (300x3072x768, 64x50257x768, 160x4096x512) were 3-7% slower than the team.
-// Measured up to 2 threads only: more keep the team (each part packs all of the other
-// operand, nth times in all).  Results are the same bits as one thread's: every C element is
+// Timed at 2 threads only (this machine's cores); 3-4 threads take parts by the same rule
+// (tested for results, not timed), more keep the team: each part packs all of the other
+// operand, nth times in all, which grows with the thread count.  Results are the same bits as one thread's: every C element is
 // summed in the same order whatever tile or part computes it, and each part is checked to
 // take the blocked path like the whole.
 constexpr i64 kPrivateMinRows = 256;
