@@ -405,6 +405,23 @@ def test_packing_overlap_threads(rng, threads, m, n, k, tb, batch):
         assert np.array_equal(matmul(a, b, trans_b=tb), r1), f"{t} threads differ from 1"
 
 
+# A^T with a row stride that is a multiple of 1024 floats, against a C row stride that is a
+# multiple of 512 (tiles run as split halves): A is packed there, read in place with any other
+# stride; both must give the float64 result and the same bits, at 1 and 2 threads.
+@pytest.mark.parametrize("m,n", [(1024, 512), (2048, 1024), (1024, 500)])
+def test_a_transposed_aliasing_stride_same_bits(isa, rng, threads, m, n):
+    k = 300
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    wide = rng.standard_normal((k, m + 24)).astype(np.float32)
+    at = np.ascontiguousarray(wide[:, :m])   # row stride m (a multiple of 1024)
+    want = ref_matmul(at, b, True, False)
+    for t in (1, 2):
+        threads(t)
+        got = matmul(at, b, trans_a=True)
+        assert_close(got, want, k)
+        assert np.array_equal(got, matmul(wide[:, :m], b, trans_a=True)), "strides m and m + 24 differ"
+
+
 # At 2-4 threads a blocked product of >= 2^29 multiply-adds with M >= 256 rows per thread is
 # split into one independent part per thread (rows when M >= N, else columns), each packing
 # its own B: the parts must give the float64 result and the same bits as one thread, with

@@ -1055,7 +1055,14 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
     // 768x16x768 +45%, 4096x4x4096 +20%, 768x64x768 +17%, 777x33x999 +14%, 100x100x5000 +3.5-5.5%,
     // 1024x256x1024 +1.5%, 768x768x2048 +1.2-1.4% (2 threads +1.6%), 3072x768x2048 0.0%;
     // 48 and 96 panels -1.2..+0.6% (so not there).
-    const bool atip = MR >= 12 && !aip && p.a_rs == 1 && npan <= 24;
+    // Not when the tiles run as split halves (C row stride a multiple of 512) and A^T's row
+    // stride is a multiple of 1024 floats: each half re-reads the panel's kc lines of A, whose
+    // 4 KiB-multiple stride maps them to at most 16 L2 set groups, so the second half fetched
+    // them from L3.  A/B on Zen 5 against packing A: 1024x512x1024 A^T B 0.66x, 2048x512x2048
+    // 0.71x, 3072x512x768 0.71x, 2048x512x768 A^T B^T 0.71x (0.66-0.73x numpy in place, 1.02-1.05x
+    // packed; 2 threads alike); without split halves such strides were fine (4096x448x1000,
+    // 4096x640x1000 +2%, 8192x64x1000 +24% in place).
+    const bool atip = MR >= 12 && !aip && p.a_rs == 1 && npan <= 24 && !(split_rows && p.a_cs % 1024 == 0);
     while (pack_one(first_item(1))) {   // slice 0, by the whole team
     }
     team_barrier(nth);
