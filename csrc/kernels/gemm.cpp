@@ -1039,15 +1039,18 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
     const bool split_rows = MR >= 12 && ldc % 512 == 0;
     // Row-major A is read in place (no packing) when the column block is at most 16 panels
     // wide, where packing A costs the most per flop (each packed A block serves only nc / NR
-    // micro-kernel calls per row panel), and its rows do not alias in L1: a row stride that is
-    // a multiple of 1024 floats (4 KiB) would put the 12 rows' lines of each k into one set.
-    // The micro-kernel then broadcasts from 12 row pointers instead of one packed panel; the
+    // micro-kernel calls per row panel).  The micro-kernel then broadcasts from 12 row pointers instead of one packed panel; the
     // lines it fills into L1 per k are the same in number (12 rows x 4 bytes, one line per
     // row every 16 k, against 48 packed bytes per k).  A/B on Zen 5: N = 512 products +2.4%
     // (512^3) and +2.0% (2048x512x768 B^T) at 1 thread, +4.1% / +3.1% at 2; wider N neutral
     // (2048x768x768 -0.2..+2.2%) to slightly slower (700x600x500 -0.8 / -1.1%), so not there.
-    // Measured for the AVX-512 tile only: the AVX2 / generic builds keep packing.
-    const bool aip = MR >= 12 && p.a_cs == 1 && p.a_rs % 1024 != 0 && npan <= 16;
+    // Measured for the AVX-512 tile only: the AVX2 / generic builds keep packing.  Row strides
+    // that are a multiple of 1024 floats (the 12 rows' lines of each k in one L1 set, 12 ways
+    // on Zen 5) were excluded on that reasoning until A/B showed them faster in place too:
+    // 1 / 2 threads 4096x16x1024 B^T +61% / +37% (0.92 -> 1.49x numpy at 1 thread),
+    // 4096x32x1024 +36%, 4096x64x1024 +24%, 2048x128x1024 +8% / +0.5% (0.94 -> 1.07x numpy),
+    // 2048x512x1024 +5% / +3%, 1024x512x2048 +4% / +3%, 2048x384x4096 +2%, 1000x256x8192 B^T +3%.
+    const bool aip = MR >= 12 && p.a_cs == 1 && npan <= 16;
     // A^T storage (the dW products X^T dY): the MR values of one k are contiguous, so a full
     // panel is read in place with k-stride lda and no packing at all (a partial last panel is
     // still packed: reading MR values past it could leave the array).  Each k then touches a
