@@ -1,7 +1,23 @@
 """Helpers shared by the benchmark scripts (run as `python benchmarks/<script>.py`)."""
 from __future__ import annotations
 
+import os
 import platform
+import sys
+
+# numpy's OpenBLAS chooses its kernels when it loads, and OPENBLAS_CORETYPE (with the cache-size
+# hint OPENBLAS_L2_SIZE) set in the environment overrides that: this project's machines set
+# Haswell, which on an AVX-512 CPU holds numpy to about half its speed.
+OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def rerun_without_openblas_env() -> None:
+    """Re-run this script with OPENBLAS_VARS unset (call before numpy is imported), so that the
+    comparison is with numpy at its best; IRF_BENCH_UNSET then says what was unset."""
+    if any(v in os.environ for v in OPENBLAS_VARS):
+        os.environ["IRF_BENCH_UNSET"] = " ".join(f"{v}={os.environ.pop(v)}" for v in OPENBLAS_VARS
+                                                 if v in os.environ)
+        os.execv(sys.executable, [sys.executable] + sys.argv)
 
 
 def cpu_model() -> str:

@@ -18,23 +18,17 @@ import statistics
 import sys
 import time
 
-# numpy's OpenBLAS chooses its kernels when it loads, and OPENBLAS_CORETYPE (with the cache-size
-# hint OPENBLAS_L2_SIZE) set in the environment overrides that: this project's machines set
-# Haswell, which on an AVX-512 CPU holds numpy to about half its speed.  The comparison is with
-# numpy at its best, so the script re-runs itself with both unset, unless asked to keep them.
-_OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-if (__name__ == "__main__" and "--keep-openblas-env" not in sys.argv
-        and any(v in os.environ for v in _OPENBLAS_VARS)):
-    os.environ["IRF_BENCH_UNSET"] = " ".join(f"{v}={os.environ.pop(v)}" for v in _OPENBLAS_VARS
-                                             if v in os.environ)
-    os.execv(sys.executable, [sys.executable] + sys.argv)
+from _common import cpu_model, rerun_without_openblas_env, settle
+
+# The comparison is with numpy at its best: re-run without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE
+# (see _common), unless asked to keep them.
+if __name__ == "__main__" and "--keep-openblas-env" not in sys.argv:
+    rerun_without_openblas_env()
 
 import numpy as np  # noqa: E402  (after the re-run above)
 
 import ironformer as irf  # noqa: E402
 from ironformer import _C  # noqa: E402
-
-from _common import cpu_model, settle  # noqa: E402
 
 try:
     import torch

@@ -14,15 +14,14 @@ OPENBLAS_L2_SIZE (set on some machines, they hold numpy to older kernels).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 
-if not os.environ.get("_IRF_SWEEP_CHILD") and ("OPENBLAS_CORETYPE" in os.environ or "OPENBLAS_L2_SIZE" in os.environ):
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    env["_IRF_SWEEP_CHILD"] = "1"
-    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+from _common import rerun_without_openblas_env
+
+if __name__ == "__main__":
+    rerun_without_openblas_env()
 
 import numpy as np  # noqa: E402
 
