@@ -567,10 +567,11 @@ void gemm_skinny(const GemmParams& p, const float* A, const float* B, float* C, 
 
 // 2..kSkinnyN rows (or up to twice that in chunks, see gemm_one), row-major A and B^T storage
 // (x W^T for a few sequences: a batched decoding step): the same kernel with the roles swapped,
-// B's rows (contiguous over k) against A's rows, C written transposed.  The weight matrix is streamed once.  A/B on Zen 5 against the
-// blocked path (which packed all of B^T for a few rows), 1 / 2 threads: 4x768x3072 4.8x / 5.0x,
-// 8x3072x768 2.4x / 2.5x, 2x50257x768 2.7x / 2.2x (an LM head for two sequences: 26 GFLOP/s,
-// the weights streamed at ~26 GB/s), 2x768x768 3.2x / 3.4x.
+// B's rows (contiguous over k) against A's rows, C written transposed.  The weight matrix is
+// streamed once.  A/B on Zen 5 against the blocked path (which packed all of B^T for a few
+// rows), 1 / 2 threads: 4x768x3072 4.8x / 5.0x, 8x3072x768 2.4x / 2.5x, 2x50257x768 2.7x /
+// 2.2x (an LM head for two sequences: 26 GFLOP/s, the weights streamed at ~26 GB/s), 2x768x768
+// 3.2x / 3.4x.
 void gemm_skinny_m(const GemmParams& p, const float* A, const float* B, float* C, int tid, int nth) {
   // more than kSkinnyN rows: passes over B of nearly equal row chunks (each 2..kSkinnyN rows)
   const i64 chunks = ceil_div(p.M, kSkinnyN);
@@ -843,14 +844,13 @@ IRF_INLINE i64 claim_item(PackSync& ps, i64 end) {
 // ---------------------------------------------------------------------------------------
 // Which kernel computes a product of these dimensions and strides (the same for every batch
 // element and every thread count: results never depend on the number of threads).
-enum class Path { kEmpty, kGemv, kSmall, kSkinny, kSkinnyM, kSkinnyT, kBlocked };
+enum class Path { kEmpty, kRowVec, kColVec, kSmall, kSkinny, kSkinnyM, kSkinnyT, kBlocked };
 Path choose_path(const GemmParams& p) {
   const i64 M = p.M, N = p.N, K = p.K;
   if (K == 0) return Path::kEmpty;
-  // matrix-vector products (no packing)
-  const bool row_vec = (M == 1) && (p.b_rs == 1 || p.b_cs == 1);
-  const bool col_vec = !row_vec && (N == 1) && (p.a_rs == 1 || p.a_cs == 1);
-  if (row_vec || col_vec) return Path::kGemv;
+  // matrix-vector products (no packing): one row of A, or one column of B
+  if (M == 1 && (p.b_rs == 1 || p.b_cs == 1)) return Path::kRowVec;
+  if (N == 1 && (p.a_rs == 1 || p.a_cs == 1)) return Path::kColVec;
   // Also products of at most MR rows with row-major B (a classifier head's weight gradient
   // dY^T X, a decoding step of a few sequences): one row panel, so every B element is used
   // once and packing B (all of it, for a few rows) was most of the time; B's rows are read in
@@ -901,8 +901,8 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
     return;
   }
 
-  if (path == Path::kGemv) {
-    const bool row_vec = (M == 1) && (p.b_rs == 1 || p.b_cs == 1);
+  if (path == Path::kRowVec || path == Path::kColVec) {
+    const bool row_vec = path == Path::kRowVec;
     const float* xsrc = row_vec ? A : B;
     const i64 xs = row_vec ? p.a_cs : p.b_rs;
     const float* x = xsrc;
@@ -1039,9 +1039,10 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
     const bool split_rows = MR >= 12 && ldc % 512 == 0;
     // Row-major A is read in place (no packing) when the column block is at most 16 panels
     // wide, where packing A costs the most per flop (each packed A block serves only nc / NR
-    // micro-kernel calls per row panel).  The micro-kernel then broadcasts from 12 row pointers instead of one packed panel; the
-    // lines it fills into L1 per k are the same in number (12 rows x 4 bytes, one line per
-    // row every 16 k, against 48 packed bytes per k).  A/B on Zen 5: N = 512 products +2.4%
+    // micro-kernel calls per row panel).  The micro-kernel then broadcasts from 12 row pointers
+    // instead of one packed panel; the lines it fills into L1 per k are the same in number (12
+    // rows x 4 bytes, one line per row every 16 k, against 48 packed bytes per k).  A/B on Zen
+    // 5: N = 512 products +2.4%
     // (512^3) and +2.0% (2048x512x768 B^T) at 1 thread, +4.1% / +3.1% at 2; wider N neutral
     // (2048x768x768 -0.2..+2.2%) to slightly slower (700x600x500 -0.8 / -1.1%), so not there.
     // Measured for the AVX-512 tile only: the AVX2 / generic builds keep packing.  Row strides
@@ -1144,9 +1145,9 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
 // of 64-300 rows (300x3072x768, 64x50257x768, 160x4096x512) were 3-7% slower than the team.
 // Timed at 2 threads only (this machine's cores); 3-4 threads take parts by the same rule
 // (tested for results, not timed), more keep the team: each part packs all of the other
-// operand, nth times in all, which grows with the thread count.  Results are the same bits as one thread's: every C element is
-// summed in the same order whatever tile or part computes it, and each part is checked to
-// take the blocked path like the whole.
+// operand, nth times in all, which grows with the thread count.  Results are the same bits as
+// one thread's: every C element is summed in the same order whatever tile or part computes
+// it, and each part is checked to take the blocked path like the whole.
 constexpr i64 kPrivateMinRows = 256;
 constexpr int kPrivateMaxThreads = 4;
 constexpr double kPrivateMinWork = double(1 << 29);
