@@ -437,6 +437,19 @@ def test_private_parts_threads(rng, threads, m, n, k, ta, tb):
     check_accumulate_bias_threads(rng, threads, a[::-1], b[:, ::-1], ta, tb, counts=(1, 2))
 
 
+# Products of fewer MC-row blocks than threads with few B panels (few_blocks_parts in
+# gemm.cpp): one row part per thread, each run on the blocked path even where its own
+# dimensions would choose the small-product kernel (128 x 16 x 300), so the bits match one
+# thread's; also reversed strides, and an odd row count (parts of unequal height).
+@pytest.mark.parametrize("m,n,k,ta,tb", [(256, 16, 300, False, False), (200, 48, 1000, True, False),
+                                         (300, 80, 500, True, True), (96, 16, 2100, False, True),
+                                         (383, 130, 260, False, False)])
+def test_few_blocks_row_parts(rng, threads, m, n, k, ta, tb):
+    a, b = operands(rng, m, n, k, ta, tb)
+    check_accumulate_bias_threads(rng, threads, a, b, ta, tb, counts=(1, 2, 3, 4))
+    check_accumulate_bias_threads(rng, threads, a[::-1], b[:, ::-1], ta, tb, counts=(1, 2))
+
+
 def test_private_parts_batched(rng, threads):
     a, b = operands(rng, 640, 900, 950, True, False, batch=2)
     threads(1)

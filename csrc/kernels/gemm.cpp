@@ -880,8 +880,9 @@ Path choose_path(const GemmParams& p) {
 // One product (batch element) computed by a team of nth threads; tid is this thread.
 // Must be called by every member of the team (barriers inside when nth > 1).
 // `counter` is shared by the team; `base` (one per thread, equal in all) counts the indices
-// that earlier phases consumed from it, so the counter never needs resetting.
-void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* counter, i64& base,
+// that earlier phases consumed from it, so the counter never needs resetting.  `path` is
+// choose_path() of the whole product (a private part's own dimensions might choose another).
+void gemm_one(const GemmParams& p, Path path, i64 bi, int tid, int nth, float* bpack, i64* counter, i64& base,
               PackSync& ps) {
   const i64 M = p.M, N = p.N, K = p.K;
   const float* A = p.a + bi * p.a_bs;
@@ -889,7 +890,6 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
   float* C = p.c + bi * p.c_bs;
   const i64 ldc = p.ldc;
 
-  const Path path = choose_path(p);
   if (path == Path::kEmpty) {                      // empty sum: C = (acc ? C : 0) + bias
     i64 lo, hi;
     split_range(M, tid, nth, lo, hi);
@@ -1138,7 +1138,7 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
 // and our 1-thread calls did not change.  In-process A/B at 2 threads, paired rounds, team ->
 // parts: in such minutes 2048x768x768 +5..11%, 2048x768x3072 +8%, 768x768x2048 A^T +5..7%,
 // 1024^3 +9%, 700x2000x500 A^T +10%; in the team's good minutes -0.7..+1.6% on the training
-// shapes.  Not below kPrivateMinWork: the static halves have no dynamic balance, and a call
+// shapes.  Not below kPrivateMinWork (but see few_blocks_parts): the static halves have no dynamic balance, and a call
 // right after the cores idled (a 0.1 s pause) ran 512^3 at 211-284 GFLOP/s as parts against
 // 365-394 as a team (both ~480 back to back); row chunks taken dynamically, each packing its
 // own B, cost 2-3% (256 rows) / 6% (128 rows) back to back.  Not for fewer rows: column parts
@@ -1147,7 +1147,8 @@ void gemm_one(const GemmParams& p, i64 bi, int tid, int nth, float* bpack, i64* 
 // (tested for results, not timed), more keep the team: each part packs all of the other
 // operand, nth times in all, which grows with the thread count.  Results are the same bits as
 // one thread's: every C element is summed in the same order whatever tile or part computes
-// it, and each part is checked to take the blocked path like the whole.
+// it, and each part runs the blocked path like the whole (gemm_one is given the whole
+// product's path: a part's own dimensions could choose another, e.g. gemm_small).
 constexpr i64 kPrivateMinRows = 256;
 constexpr int kPrivateMaxThreads = 4;
 constexpr double kPrivateMinWork = double(1 << 29);
@@ -1173,17 +1174,39 @@ GemmParams private_part(const GemmParams& p, int split, int tid, int nth) {
   return q;
 }
 
-// 0: the shared team; 1: one part of the rows per thread; 2: one part of the columns.
-int private_split(const GemmParams& p, int nth) {
-  if (nth < 2 || nth > kPrivateMaxThreads || p.M < kPrivateMinRows * nth) return 0;
-  if (double(p.M) * double(p.N) * double(p.K) < kPrivateMinWork) return 0;
-  if (choose_path(p) != Path::kBlocked) return 0;
-  const int split = p.M >= p.N ? 1 : 2;
-  for (int t = 0; t < nth; ++t) {
-    const GemmParams q = private_part(p, split, t, nth);
-    if (q.M > 0 && q.N > 0 && choose_path(q) != Path::kBlocked) return 0;
+// Products of fewer row blocks (MC rows) than threads and at most 8 B panels per panel group
+// also take row parts (whatever their size), when they have at least 128 rows per thread or
+// the team's tasks would be unequal by more than 10%: the team then splits B's panels into
+// groups (one per thread), so with one panel (N <= 32) one thread did all the arithmetic, with
+// three one did two, and 48 columns split 32 + 16.  A part packs all of B (small here) but
+// needs no barrier.  A/B on Zen 5 at 2 threads, team -> parts: 256x16x256 +56-72% (0.66 ->
+// 1.05x numpy), 384x32x768 A^T +83% (0.79 -> 1.43x), 256x16x1024 A^T +20%, 256x33x700 +18%,
+// 200x48x1000 +10%, 256x96x512 +32%, 256x160x512 +16%, 300x80x768 A^T B^T +10%, 300x224x768
+// A^T +8%; balanced ones with 128+ rows per part +0.7..+5% in the team's good minutes
+// (300x64x768, 256x256x512, 384x512x768), +26..33% in its bad ones; with fewer rows per part
+// (packing B twice for 64-100 rows) the team was faster: 150x64x3000 B^T -5%, 240x64x2048 B^T
+// -7%, 160x512x768 -8% as parts.  More panels per group: neutral (300x400x768).
+bool few_blocks_parts(const GemmParams& p, int nth) {
+  const i64 mblocks = ceil_div(p.M, MC);
+  if (mblocks >= nth || p.M < 2 * MR * nth) return false;
+  const i64 groups = nth / mblocks, npan = ceil_div(p.N, NR);
+  if (npan > 8 * groups) return false;
+  if (p.M >= 128 * nth) return true;
+  i64 widest = 0;   // columns of the widest panel group (as gemm_one splits them)
+  for (i64 g = 0; g < groups; ++g) {
+    const i64 j0 = npan * g / groups * NR, j1 = npan * (g + 1) / groups * NR;
+    const i64 w = (j1 < p.N ? j1 : p.N) - j0;
+    if (w > widest) widest = w;
   }
-  return split;
+  return double(ceil_div(p.M, mblocks)) * double(widest) * double(nth) > 1.1 * double(p.M) * double(p.N);
+}
+
+// 0: the shared team; 1: one part of the rows per thread; 2: one part of the columns.
+int private_split(const GemmParams& p, Path path, int nth) {
+  if (nth < 2 || nth > kPrivateMaxThreads || path != Path::kBlocked) return 0;
+  if (few_blocks_parts(p, nth)) return 1;
+  if (p.M < kPrivateMinRows * nth || double(p.M) * double(p.N) * double(p.K) < kPrivateMinWork) return 0;
+  return p.M >= p.N ? 1 : 2;
 }
 
 void gemm(const GemmParams& p) {
@@ -1200,13 +1223,14 @@ void gemm(const GemmParams& p) {
 
   // The products q[b0], q[b0 + step], ... computed alone by the calling thread (a team of one:
   // no barriers, this thread's own packing buffers).
+  const Path path = choose_path(p);
   auto alone = [&](const GemmParams& q, i64 b0, i64 step) {
     flush_denormals();
     float* bpack = static_cast<float*>(workspace(kWsPackB, sizeof(float) * bpack_floats));
     i64 counter = 0, base = 0, claim = 0;
     PackSync ps{&claim, 0};
     if (q.M > 0 && q.N > 0)
-      for (i64 bi = b0; bi < q.batch; bi += step) gemm_one(q, bi, 0, 1, bpack, &counter, base, ps);
+      for (i64 bi = b0; bi < q.batch; bi += step) gemm_one(q, path, bi, 0, 1, bpack, &counter, base, ps);
   };
   if (nth == 1) return alone(p, 0, 1);
   // Many small products: one per thread, each alone.
@@ -1217,7 +1241,7 @@ void gemm(const GemmParams& p) {
     alone(p, thread_id(), team_size());
     return;
   }
-  if (const int split = private_split(p, nth)) {   // one part of every product per thread
+  if (const int split = private_split(p, path, nth)) {   // one part of every product per thread
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nth)
 #endif
@@ -1234,7 +1258,7 @@ void gemm(const GemmParams& p) {
     const int tid = thread_id(), team = team_size();
     i64 base = 0;
     PackSync ps{&claim, 0};
-    for (i64 bi = 0; bi < p.batch; ++bi) gemm_one(p, bi, tid, team, bpack, &counter, base, ps);
+    for (i64 bi = 0; bi < p.batch; ++bi) gemm_one(p, path, bi, tid, team, bpack, &counter, base, ps);
   }
 }
 
