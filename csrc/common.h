@@ -42,4 +42,12 @@ void* workspace(int slot, std::size_t bytes);
 // Threads the kernels may use (OpenMP team size; 1 without OpenMP).
 int max_threads();
 
+// Team placement (team.cpp): team_before(nth) is called by the thread about to start an
+// OpenMP region of nth threads, team_note(state, member) by every member at the region's top
+// (simd.h's enter_region); together they keep the team's other threads off the caller's CPU.
+struct TeamState;
+TeamState* team_before(int nth);
+void team_note(TeamState* state, int member);
+bool team_affinity_enabled();
+
 }  // namespace irf

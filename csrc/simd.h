@@ -320,6 +320,11 @@ IRF_INLINE int team_size() {
   return 1;
 #endif
 }
+// The first statement of every parallel region (state: team_before() of its caller).
+IRF_INLINE void enter_region(TeamState* state) {
+  flush_denormals();
+  team_note(state, thread_id());
+}
 IRF_INLINE void team_barrier(int nth) {
 #ifdef _OPENMP
   if (nth > 1) {
@@ -335,9 +340,10 @@ template <class F>
 void run_team(int nth, F&& f) {
 #ifdef _OPENMP
   if (nth > 1) {
+    TeamState* const placement = team_before(nth);
 #pragma omp parallel num_threads(nth)
     {
-      flush_denormals();
+      enter_region(placement);
       f(thread_id(), team_size());
     }
     return;

@@ -97,3 +97,36 @@ def test_malloc_tuning_stops_repeated_page_faults():
     assert off[0] == "False"
     assert int(on[1]) < 2000, f"{on[1]} page faults with the tuning"
     assert int(off[1]) > 5000, f"only {off[1]} page faults without the tuning (test no longer discriminates)"
+
+
+_TEAM_PROBE = """
+import os, numpy as np, ironformer as irf
+before = os.sched_getaffinity(0)
+irf.set_num_threads(2)
+a = np.ones((512, 512), np.float32)
+for _ in range(3):
+    irf.ops.matmul(a, a)
+others = [os.sched_getaffinity(int(t)) for t in os.listdir('/proc/self/task') if int(t) != os.getpid()]
+kept_off = [sorted(before - m) for m in others if m < before]
+print(repr((irf._C.team_affinity(), os.sched_getaffinity(0) == before, kept_off)))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not _C.has_openmp or len(os.sched_getaffinity(0)) < 2,
+                    reason="team placement needs Linux, OpenMP and 2+ CPUs")
+def test_team_placement():
+    # a 2-thread kernel keeps its worker off the calling thread's CPU (csrc/team.cpp): the
+    # worker's mask is the caller's minus one CPU, the caller's own mask is untouched
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("IRONFORMER_TEAM_AFFINITY", "OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY")}
+    r = subprocess.run([sys.executable, "-c", _TEAM_PROBE], capture_output=True, text=True, env=clean)
+    assert r.returncode == 0, r.stderr
+    on, caller_same, kept_off = eval(r.stdout)
+    assert on and caller_same
+    assert len(kept_off) == 1 and len(kept_off[0]) == 1, kept_off
+    # off when asked, and when OpenMP binding is the user's
+    for env in ({"IRONFORMER_TEAM_AFFINITY": "0"}, {"OMP_PROC_BIND": "spread"}):
+        r = _run(_TEAM_PROBE, **env)
+        assert r.returncode == 0, r.stderr
+        on, caller_same, kept_off = eval(r.stdout)
+        assert not on and kept_off == [], (env, r.stdout)

@@ -73,6 +73,10 @@ PYBIND11_MODULE(_C, m) {
         "glibc: keep freed blocks up to 32 MiB in the heap (mmap threshold 32 MiB, trim threshold "
         "1 GiB) so repeated large temporaries do not page-fault; False where not applied.");
   m.def("set_num_threads", &irf::bind::set_num_threads, py::arg("n"));
+  m.def("team_affinity", &irf::team_affinity_enabled,
+        "Whether kernels keep their OpenMP team's other threads off the calling thread's CPU "
+        "(csrc/team.cpp; off with IRONFORMER_TEAM_AFFINITY=0, OMP_PROC_BIND / OMP_PLACES, or "
+        "without Linux / OpenMP).");
   m.def("peak_gflops", &peak_gflops, py::arg("nthreads") = 1, py::arg("seconds") = 0.2,
         "Measured fp32 FMA peak in GFLOP/s of the active ISA on nthreads threads (best of repeats).");
 

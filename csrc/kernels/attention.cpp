@@ -426,11 +426,12 @@ void attention_forward(float* out, float* lse, const AttentionArgs& p) {
   if (p.Tq <= kRowTq) {
     const i64 rows = p.B * p.NH * p.Tq;
     const std::size_t bytes = std::size_t(round_up(p.Tk, 16) + 16) * sizeof(float);
+    TeamState* const placement = team_before(p.nthreads);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(p.nthreads)
 #endif
     {
-      flush_denormals();
+      enter_region(placement);
       float* s = static_cast<float*>(workspace(kWsScratch1, bytes));
 #ifdef _OPENMP
 #pragma omp for schedule(static)
@@ -445,11 +446,12 @@ void attention_forward(float* out, float* lse, const AttentionArgs& p) {
   const i64 nqb = ceil_div(p.Tq, BQF), units = p.B * p.NH * nqb;
   const i64 HSP = round_up(p.HS, W);
   const std::size_t bytes = std::size_t(FwdWs::floats(p.HS, HSP)) * sizeof(float);
+  TeamState* const placement = team_before(p.nthreads);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(p.nthreads)
 #endif
   {
-    flush_denormals();
+    enter_region(placement);
     FwdWs ws(static_cast<float*>(workspace(kWsScratch0, bytes)), p.HS, HSP);
     causal_step_t(ws.czt);
 #ifdef _OPENMP
@@ -597,11 +599,12 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   const i64 HSP = round_up(HS, W);
   const std::size_t bytes = std::size_t(BwdWs::floats(HS, HSP)) * sizeof(float);
   const i64 units = BNH * G;
+  TeamState* const placement = team_before(p.nthreads);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(p.nthreads)
 #endif
   {
-    flush_denormals();
+    enter_region(placement);
     // D_i = rowsum(dout_i * out_i); dq and the partial buffers start at zero
 #ifdef _OPENMP
 #pragma omp for schedule(static)

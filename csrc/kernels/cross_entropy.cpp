@@ -85,11 +85,12 @@ float row_logsumexp(const float* x, i64 V, const float* pad) {
 void cross_entropy_forward(float* lse, double* row_loss, const float* logits, const i64* targets, i64 N,
                            i64 V, i64 ignore_index, int nthreads) {
   const TailPad pad;
+  TeamState* const placement = team_before(N > 1 && N * V >= kMinParallel ? nthreads : 1);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads < 1 ? 1 : nthreads) if (N > 1 && N * V >= kMinParallel)
 #endif
   {
-    flush_denormals();
+    enter_region(placement);
     i64 lo, hi;
     split_range(N, thread_id(), team_size(), lo, hi);
     for (i64 n = lo; n < hi; ++n) {
@@ -107,11 +108,12 @@ void cross_entropy_forward(float* lse, double* row_loss, const float* logits, co
 // d x_t / d x_j = [j == t]; scale = dloss / count (the mean).
 void cross_entropy_backward(float* dlogits, const float* lse, const float* logits, const i64* targets,
                             float scale, i64 N, i64 V, i64 ignore_index, int nthreads) {
+  TeamState* const placement = team_before(N * V >= kMinParallel ? nthreads : 1);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads < 1 ? 1 : nthreads) if (N * V >= kMinParallel)
 #endif
   {
-    flush_denormals();
+    enter_region(placement);
     const int tid = thread_id(), nth = team_size();
     const bool stream = N * V >= kStreamMin;
     // Split (row, column-block) work so that few rows still use every thread.

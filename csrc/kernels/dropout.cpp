@@ -43,11 +43,12 @@ void apply_mask(float* __restrict out, const float* __restrict x, const DropoutP
 
 void run(float* out, const float* x, const DropoutParams& d, i64 n, int nthreads) {
   const int nth = (nthreads < 1 || n < kMinParallel) ? 1 : nthreads;
+  TeamState* const placement = team_before(nth);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nth)
 #endif
   {
-    flush_denormals();
+    enter_region(placement);
     i64 lo, hi;
     split_range(ceil_div(n, 16), thread_id(), team_size(), lo, hi);
     lo *= 16;

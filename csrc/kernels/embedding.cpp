@@ -35,11 +35,12 @@ IRF_INLINE void add_row(float* __restrict d, const float* __restrict s, i64 c0, 
 
 // out[i, :] = weight[ids[i], :]
 void embedding_forward(float* out, const i64* ids, const float* weight, i64 N, i64 C, int nthreads) {
+  TeamState* const placement = team_before(N * C >= (1 << 18) ? nthreads : 1);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads < 1 ? 1 : nthreads) if (N * C >= (1 << 18))
 #endif
   {
-    flush_denormals();
+    enter_region(placement);
     i64 lo, hi;
     split_range(N, thread_id(), team_size(), lo, hi);
     for (i64 i = lo; i < hi; ++i) copy_row(out + i * C, weight + ids[i] * C, 0, C);
@@ -55,11 +56,12 @@ void embedding_backward(float* dweight, const float* dout, const i64* ids, i64 N
   int nth = nthreads < 1 ? 1 : nthreads;
   if (nth > nblocks) nth = int(nblocks);
   if (N * C < (1 << 18)) nth = 1;
+  TeamState* const placement = team_before(nth);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nth) if (nth > 1)
 #endif
   {
-    flush_denormals();
+    enter_region(placement);
     i64 b0, b1;
     split_range(nblocks, thread_id(), team_size(), b0, b1);
     const i64 c0 = b0 * kColBlock, c1 = (b1 * kColBlock < C) ? b1 * kColBlock : C;

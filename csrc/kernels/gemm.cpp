@@ -1225,27 +1225,36 @@ void gemm(const GemmParams& p) {
   // no barriers, this thread's own packing buffers).
   const Path path = choose_path(p);
   auto alone = [&](const GemmParams& q, i64 b0, i64 step) {
-    flush_denormals();
     float* bpack = static_cast<float*>(workspace(kWsPackB, sizeof(float) * bpack_floats));
     i64 counter = 0, base = 0, claim = 0;
     PackSync ps{&claim, 0};
     if (q.M > 0 && q.N > 0)
       for (i64 bi = b0; bi < q.batch; bi += step) gemm_one(q, path, bi, 0, 1, bpack, &counter, base, ps);
   };
-  if (nth == 1) return alone(p, 0, 1);
+  if (nth == 1) {
+    flush_denormals();
+    return alone(p, 0, 1);
+  }
+  TeamState* const placement = team_before(nth);
   // Many small products: one per thread, each alone.
   if (p.batch >= nth && work < double(1 << 22)) {
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nth)
 #endif
-    alone(p, thread_id(), team_size());
+    {
+      enter_region(placement);
+      alone(p, thread_id(), team_size());
+    }
     return;
   }
   if (const int split = private_split(p, path, nth)) {   // one part of every product per thread
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nth)
 #endif
-    alone(private_part(p, split, thread_id(), team_size()), 0, 1);
+    {
+      enter_region(placement);
+      alone(private_part(p, split, thread_id(), team_size()), 0, 1);
+    }
     return;
   }
   float* bpack = static_cast<float*>(workspace(kWsPackB, sizeof(float) * bpack_floats));
@@ -1254,7 +1263,7 @@ void gemm(const GemmParams& p) {
 #pragma omp parallel num_threads(nth) shared(counter, claim)
 #endif
   {
-    flush_denormals();
+    enter_region(placement);
     const int tid = thread_id(), team = team_size();
     i64 base = 0;
     PackSync ps{&claim, 0};

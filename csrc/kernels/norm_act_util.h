@@ -24,11 +24,12 @@ void parallel_for(i64 n, i64 min_per_thread, int nthreads, F&& body) {
     body(i64(0), n);
     return;
   }
+  TeamState* const placement = team_before(int(nth));
 #ifdef _OPENMP
 #pragma omp parallel num_threads(int(nth))
 #endif
   {
-    flush_denormals();
+    enter_region(placement);
     i64 lo, hi;
     split_range(n, thread_id(), team_size(), lo, hi);
     if (lo < hi) body(lo, hi);

@@ -11,11 +11,12 @@ namespace {
 // Runs `iters` rounds of 12 vector FMAs on each of nthreads threads; returns the flop count.
 double fma_burn(i64 iters, int nthreads) {
   double flops = 0.0;
+  TeamState* const placement = team_before(nthreads);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) reduction(+ : flops)
 #endif
   {
-    flush_denormals();
+    enter_region(placement);
     vf acc[12];
     const vf m = vset1(0.999999f), a = vset1(1e-7f);
     for (int i = 0; i < 12; ++i) acc[i] = vset1(float(i));

@@ -60,6 +60,7 @@ def show_config() -> str:
         f"  threads        : {get_num_threads()} (OpenMP {'on' if _C.has_openmp else 'off'})",
         f"  compiler       : {_C.compiler}",
         f"  malloc tuning  : {'on (glibc heap keeps blocks <= 32 MiB)' if malloc_tuned else 'off'}",
+        f"  team placement : {'on (workers kept off the calling thread CPU)' if _C.team_affinity() else 'off'}",
     ]
     text = "\n".join(lines)
     print(text)
