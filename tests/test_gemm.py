@@ -422,7 +422,7 @@ def test_a_transposed_aliasing_stride_same_bits(isa, rng, threads, m, n):
         assert np.array_equal(got, matmul(wide[:, :m], b, trans_a=True)), "strides m and m + 24 differ"
 
 
-# At 2-4 threads a blocked product of >= 2^29 multiply-adds with M >= 256 rows per thread is
+# At 2-4 threads a blocked product of >= 2^20 multiply-adds with M >= 256 rows per thread is
 # split into one independent part per thread (rows when M >= N, else columns), each packing
 # its own B: the parts must give the float64 result and the same bits as one thread, with
 # ragged part boundaries (M, N not multiples of the row grain or the panel width), reversed
@@ -430,7 +430,8 @@ def test_a_transposed_aliasing_stride_same_bits(isa, rng, threads, m, n):
 # shared team where M < 256 rows per thread).
 @pytest.mark.parametrize("m,n,k,ta,tb", [(2100, 521, 500, False, False), (1100, 777, 700, True, False),
                                          (530, 1300, 800, False, True), (800, 2100, 330, True, True),
-                                         (1031, 1031, 520, False, False)])
+                                         (1031, 1031, 520, False, False), (600, 100, 100, False, False),
+                                         (530, 48, 200, True, False)])
 def test_private_parts_threads(rng, threads, m, n, k, ta, tb):
     a, b = operands(rng, m, n, k, ta, tb)
     check_accumulate_bias_threads(rng, threads, a, b, ta, tb, counts=(1, 2, 3, 4))

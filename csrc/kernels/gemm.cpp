@@ -14,9 +14,9 @@
 // (gemm_skinny_m), and, on AVX-512, products with a narrow column block (A read in place by the
 // micro-kernel, row-major or A^T, see gemm_one).  Edge tiles run micro-kernels of 6-12 rows
 // and one or two vectors wide, whichever covers them.  At 2-4 threads a blocked product of
-// 2^29+ multiply-adds and 256+ rows per thread is split into independent row (or column)
-// parts, one per thread, each packing its own B (private_split); smaller ones share each
-// packed B slice as a team.
+// 2^20+ multiply-adds and 256+ rows per thread (or with fewer row blocks than threads, see
+// few_blocks_parts) is split into independent row (or column) parts, one per thread, each
+// packing its own B (private_split); others share each packed B slice as a team.
 #include <type_traits>
 
 #include "kernels.h"
@@ -1138,10 +1138,15 @@ void gemm_one(const GemmParams& p, Path path, i64 bi, int tid, int nth, float* b
 // and our 1-thread calls did not change.  In-process A/B at 2 threads, paired rounds, team ->
 // parts: in such minutes 2048x768x768 +5..11%, 2048x768x3072 +8%, 768x768x2048 A^T +5..7%,
 // 1024^3 +9%, 700x2000x500 A^T +10%; in the team's good minutes -0.7..+1.6% on the training
-// shapes.  Not below kPrivateMinWork (but see few_blocks_parts): the static halves have no dynamic balance, and a call
-// right after the cores idled (a 0.1 s pause) ran 512^3 at 211-284 GFLOP/s as parts against
-// 365-394 as a team (both ~480 back to back); row chunks taken dynamically, each packing its
-// own B, cost 2-3% (256 rows) / 6% (128 rows) back to back.  Not for fewer rows: column parts
+// shapes.  Down to kPrivateMinWork since the fifteenth session: the threshold was 2^29 while
+// a call right after the cores idled (a 0.1 s pause) ran 512^3 at 211-284 GFLOP/s as parts
+// against 365-394 as a team; that loss was the worker queued on the caller's CPU, which
+// team.cpp now prevents.  With it, A/B at 2 threads, team -> parts, back to back: 512^3 +11%,
+// 768^3 +8%, 1024x512x512 A^T +13%, 600^3 B^T +13%, 512x256x256 A^T +17%, 768x128x512 +17%,
+// 1000x200x300 +14%, 600x100x100 +25%, 512x48x200 +35%, 512x768x768 / 1024x256x256 /
+// 512x3072x768 / 512x128x256 neutral; single calls after a 0.2 s pause -5..+6% (both at numpy's
+// after-pause speed).  Row chunks taken dynamically, each packing its own B, cost 2-3% (256
+// rows) / 6% (128 rows) back to back against the team.  Not for fewer rows: column parts
 // of 64-300 rows (300x3072x768, 64x50257x768, 160x4096x512) were 3-7% slower than the team.
 // Timed at 2 threads only (this machine's cores); 3-4 threads take parts by the same rule
 // (tested for results, not timed), more keep the team: each part packs all of the other
@@ -1151,7 +1156,7 @@ void gemm_one(const GemmParams& p, Path path, i64 bi, int tid, int nth, float* b
 // product's path: a part's own dimensions could choose another, e.g. gemm_small).
 constexpr i64 kPrivateMinRows = 256;
 constexpr int kPrivateMaxThreads = 4;
-constexpr double kPrivateMinWork = double(1 << 29);
+constexpr double kPrivateMinWork = double(1 << 20);
 
 // Part tid of nth of a product split by rows (split == 1: whole kRowGrain units) or by
 // columns (split == 2: whole NR panels), as equal as those units allow.
