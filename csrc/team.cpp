@@ -83,8 +83,12 @@ TeamState* team_before(int nth) {
     if (t == 0 || st.kept_off[i] == cpu) continue;
     cpu_set_t m = st.allowed;
     CPU_CLR(cpu, &m);
-    if (sched_setaffinity(pid_t(t), sizeof(cpu_set_t), &m) == 0) st.kept_off[i] = cpu;
-    else st.tid[i].store(0, std::memory_order_relaxed);   // gone: wait for it to report again
+    if (sched_setaffinity(pid_t(t), sizeof(cpu_set_t), &m) == 0) {
+      st.kept_off[i] = cpu;
+    } else {   // the thread is gone, or the CPUs allowed changed: re-read both
+      st.tid[i].store(0, std::memory_order_relaxed);
+      st.have_allowed = false;
+    }
   }
   return &st;
 #else
