@@ -3,6 +3,7 @@ small and odd shapes in three layouts, plus random ones.
 
     python benchmarks/bench_gemm_sweep.py [--threads 1] [--random 60] [--seed 1] [--no-fixed]
     python benchmarks/bench_gemm_sweep.py --shapes 4096,4,4096,0,0 777,33,999,1,0   # M,N,K,ta,tb
+    python benchmarks/bench_gemm_sweep.py --padded --no-fixed --random 60   # strided views
 
 Each shape: ironformer and numpy alternate, 7 samples each (5 at 2+ threads, with a 0.25 s pause
 before every sample so that neither library's spinning workers slow the other), a sample being
@@ -53,6 +54,19 @@ def random_shapes(seed, count):
     return out
 
 
+PAD_RULES = ("contiguous", "+1", "+16", "x512", "x1024", "x2048", "x4096")
+
+
+def padded(rng, rows, cols, rule):
+    """A rows x cols float32 view whose row stride follows `rule`: the contiguous width, one or
+    16 floats more, or the width rounded up to a multiple of 512-4096 floats."""
+    ld = cols + {"contiguous": 0, "+1": 1, "+16": 16}.get(rule, 0)
+    if rule.startswith("x"):
+        m = int(rule[1:])
+        ld = -(-cols // m) * m
+    return rng.standard_normal((rows, ld), dtype=np.float32)[:, :cols]
+
+
 def timed(f, min_time=0.03):
     f()
     n, t0 = 0, time.perf_counter()
@@ -71,6 +85,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-fixed", action="store_true", help="skip the fixed shapes")
     ap.add_argument("--shapes", nargs="*", default=None, help="only these, as M,N,K,ta,tb")
+    ap.add_argument("--padded", action="store_true",
+                    help="A, B and C as views with row strides chosen at random (seeded) from " + ", ".join(PAD_RULES))
     args = ap.parse_args(argv)
     nt = args.threads
     irf.set_num_threads(nt)
@@ -86,11 +102,13 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     rows = []
     rounds = 7 if nt == 1 else 5
+    pad_rng = np.random.default_rng(args.seed + 1000)
     for (m, n, k, ta, tb) in shapes:
-        a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
-        b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
+        rules = [str(pad_rng.choice(PAD_RULES)) if args.padded else "contiguous" for _ in range(3)]
+        a = padded(rng, *((k, m) if ta else (m, k)), rules[0])
+        b = padded(rng, *((n, k) if tb else (k, n)), rules[1])
         an, bn = (a.T if ta else a), (b.T if tb else b)
-        o1, o2 = np.empty((m, n), np.float32), np.empty((m, n), np.float32)
+        o1, o2 = padded(rng, m, n, rules[2]), padded(rng, m, n, rules[2])
         fi = lambda: irf.ops.matmul(a, b, trans_a=bool(ta), trans_b=bool(tb), out=o1)  # noqa: E731
         fn = lambda: np.matmul(an, bn, out=o2)  # noqa: E731
         ti, tn = [], []
@@ -103,7 +121,8 @@ def main(argv=None) -> int:
         per = sorted(x / y for x, y in zip(tn, ti))
         gf = 2 * m * n * k / statistics.median(ti) / 1e9
         line = (f"{nt}T {m:5d}x{n:5d}x{k:5d} {'A^T' if ta else 'A  '} {'B^T' if tb else 'B  '}: "
-                f"ironformer {gf:6.1f} GFLOP/s  vs numpy {ratio:.3f} [{per[1]:.2f}-{per[-2]:.2f}]"
+                + (f"ld {a.strides[0] // 4},{b.strides[0] // 4},{o1.strides[0] // 4}: " if args.padded else "")
+                + f"ironformer {gf:6.1f} GFLOP/s  vs numpy {ratio:.3f} [{per[1]:.2f}-{per[-2]:.2f}]"
                 f"{' <<<' if ratio < 0.97 else ''}")
         rows.append((ratio, line))
         print(line, flush=True)

@@ -543,3 +543,24 @@ class TestErrors:
             matmul(a, b, bias=np.ones(3, np.float32))
         with pytest.raises(TypeError, match="bias must be float32"):
             matmul(a, b, bias=np.ones(2))
+
+
+# K <= 32 (band order in gemm.cpp): row panels across all B panels; with C rows 16 KiB apart
+# and not 64-byte aligned, accumulate and bias, 1-3 threads: float64 result, same bits.
+@pytest.mark.parametrize("k", [1, 3, 17, 32, 33])
+def test_tiny_k_band_order_strided_out(rng, threads, k):
+    m, n = 301, 203
+    a, b = operands(rng, m, n, k, True, False)
+    bias = rng.standard_normal(n).astype(np.float32)
+    base = rng.standard_normal(m * 4096 + 8).astype(np.float32)
+    c0 = base[4:4 + m * 4096].reshape(m, 4096)[:, :n].copy()
+    want = ref_matmul(a, b, True, False, c0=c0, bias=bias)
+    outs = []
+    for t in (1, 2, 3):
+        threads(t)
+        out = base[4:4 + m * 4096].reshape(m, 4096)[:, :n]
+        out[...] = c0
+        matmul(a, b, trans_a=True, out=out, accumulate=True, bias=bias)
+        assert_close(out, want, k)
+        outs.append(out.copy())
+    assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2])

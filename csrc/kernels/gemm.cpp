@@ -330,6 +330,8 @@ IRF_INLINE void run_tile(i64 kc, const float* at, i64 half, const float* bp, flo
   }
 }
 
+// Products of at most this K run their tiles in row bands (see band_order in gemm_one).
+constexpr i64 kBandMaxK = 32;
 // Fused multiply-adds below which one thread is faster than waking a second one.
 constexpr double kMinWorkPerThread = 1 << 18;
 
@@ -1067,6 +1069,18 @@ void gemm_one(const GemmParams& p, Path path, i64 bi, int tid, int nth, float* b
     // packed; 2 threads alike); without split halves such strides were fine (4096x448x1000,
     // 4096x640x1000 +2%, 8192x64x1000 +24% in place).
     const bool atip = MR >= 12 && !aip && p.a_rs == 1 && npan <= 24 && !(split_rows && p.a_cs % 1024 == 0);
+    // K <= kBandMaxK: the tiles of a task run row panel by row panel (each across all of the
+    // task's B panels) instead of B panel by B panel.  Such products are bound by writing C,
+    // and B panel by B panel a C line shared by two neighbouring tiles (a 32-float row segment
+    // not 64-byte aligned spans 3 lines) came back for its second half only after the task's
+    // whole column strip had passed: fine from L1 / L2 while C rows are spread over the cache
+    // sets, from L3 or memory when the row stride is a multiple of 2-16 KiB (every row in one
+    // set).  A/B on Zen 5, 1 thread: 1438x247x3 A^T B^T with ldc 4096 19.8 -> 67.0 GFLOP/s (0.38
+    // -> 1.28x numpy), 1438x247x16 ldc 4096 85 -> 191, 2048x768x16 ldc 4096 95 -> 228,
+    // 590x1543x6 A^T B^T ldc 4096 28.5 -> 129, 248x1001x23 ldc 2048 (rows not 64-byte aligned)
+    // 130 -> 226; contiguous C -2..+15% (1438x247x3 +15%); 2 threads alike (contiguous -3..+3%).
+    // At K = 48-128 neutral either way.
+    const bool band_order = K <= kBandMaxK;
     while (pack_one(first_item(1))) {   // slice 0, by the whole team
     }
     team_barrier(nth);
@@ -1090,29 +1104,40 @@ void gemm_one(const GemmParams& p, Path path, i64 bi, int tid, int nth, float* b
           const i64 mr = (mc - ir < MR) ? mc - ir : MR;
           pack_a_panel(apack + ir * kc, A + (i0 + ir) * p.a_rs + pc * p.a_cs, p.a_rs, p.a_cs, mr, kc);
         }
-        for (i64 q = q0; q < q1; ++q) {
-          pack_one(ahead);
+        // One C tile: row panel ir of this block, B panel q.
+        auto tile = [&](i64 q, i64 ir, const float* bp) {
           const i64 j0 = jc + q * NR;
           const int nr = int((N - j0 < NR) ? N - j0 : NR);
           const float* bias = (first && p.bias) ? p.bias + j0 : nullptr;
-          const float* bp = sbuf[(pc / KC) % 2] + q * panel_stride(kc);
+          const int mr = int((mc - ir < MR) ? mc - ir : MR);
+          float* ct = C + (i0 + ir) * ldc + j0;
+          if (aip)
+            run_tile<kRowsInPlace>(kc, A + (i0 + ir) * p.a_rs + pc, MR / 2 * p.a_rs, bp, ct, ldc, mr, nr, load_c,
+                                   bias, p.a_rs, split_rows);
+          else if (atip && mr == MR)   // full panel of A^T in place (a partial one was packed)
+            run_tile<kColsInPlace>(kc, A + (i0 + ir) + pc * p.a_cs, MR / 2, bp, ct, ldc, mr, nr, load_c, bias,
+                                   p.a_cs, split_rows);
+          else
+            run_tile<kPacked>(kc, apack + ir * kc, MR / 2, bp, ct, ldc, mr, nr, load_c, bias, 0, split_rows);
+        };
+        const float* const slice = sbuf[(pc / KC) % 2];
+        if (band_order) {
+          for (i64 q = q0; q < q1; ++q) pack_one(ahead);
+          for (i64 ir = 0; ir < mc; ir += MR)
+            for (i64 q = q0; q < q1; ++q) tile(q, ir, slice + q * panel_stride(kc));
+          continue;
+        }
+        for (i64 q = q0; q < q1; ++q) {
+          pack_one(ahead);
+          const float* bp = slice + q * panel_stride(kc);
           // the next B micro-panel (NR * kc floats) is prefetched a slice per call
           const float* bnext = bp + panel_stride(kc);
           const i64 nlines = NR * kc / kLineFloats, per_call = ceil_div(nlines, ceil_div(mc, MR));
           for (i64 ir = 0; ir < mc; ir += MR) {
-            const int mr = int((mc - ir < MR) ? mc - ir : MR);
             if (q + 1 < q1)
               for (i64 l = (ir / MR) * per_call, le = l + per_call < nlines ? l + per_call : nlines; l < le; ++l)
                 __builtin_prefetch(bnext + l * kLineFloats, 0, 2);
-            float* ct = C + (i0 + ir) * ldc + j0;
-            if (aip)
-              run_tile<kRowsInPlace>(kc, A + (i0 + ir) * p.a_rs + pc, MR / 2 * p.a_rs, bp, ct, ldc, mr, nr, load_c,
-                                     bias, p.a_rs, split_rows);
-            else if (atip && mr == MR)   // full panel of A^T in place (a partial one was packed)
-              run_tile<kColsInPlace>(kc, A + (i0 + ir) + pc * p.a_cs, MR / 2, bp, ct, ldc, mr, nr, load_c, bias,
-                                     p.a_cs, split_rows);
-            else
-              run_tile<kPacked>(kc, apack + ir * kc, MR / 2, bp, ct, ldc, mr, nr, load_c, bias, 0, split_rows);
+            tile(q, ir, bp);
           }
         }
       }
