@@ -564,3 +564,12 @@ def test_tiny_k_band_order_strided_out(rng, threads, k):
         assert_close(out, want, k)
         outs.append(out.copy())
     assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2])
+
+
+# K split into equal slices (slice_depth in gemm.cpp: 257 -> 136 + 121, 769 -> 4 x <= 200),
+# B packed by rows (row-major) or by panels (B^T), 1-3 threads: float64 result, same bits.
+@pytest.mark.parametrize("k", [257, 520, 769])
+@pytest.mark.parametrize("tb", [False, True])
+def test_balanced_k_slices(rng, threads, k, tb):
+    a, b = operands(rng, 200, 150, k, False, tb)
+    check_accumulate_bias_threads(rng, threads, a, b, False, tb, counts=(1, 2, 3))

@@ -785,13 +785,13 @@ constexpr i64 kPanelPad = kLineFloats;
 IRF_INLINE i64 panel_stride(i64 kc) { return NR * kc + kPanelPad; }
 IRF_INLINE i64 slice_floats(i64 ncpad) { return KC * ncpad + (ncpad / NR) * kPanelPad; }
 
-// Rows k0..k0+nk-1 (kPackRows rows, all in one KC slice) of B (row stride rs, unit column
+// Rows k0..k0+nk-1 (kPackRows rows, all in one slice of depth kcs, see slice_depth) of B (row stride rs, unit column
 // stride, nc columns) into their panels in the slice's buffer: panel q of a slice of depth kc
 // at q * panel_stride(kc), row k of the slice at k*NR within it; padding columns zero.
 constexpr i64 kPackRows = 8;
-static_assert(KC % kPackRows == 0, "a group of packed rows must not straddle two KC slices");
-void pack_b_rows(float* __restrict slice, const float* b, i64 rs, i64 k0, i64 nk, i64 K, i64 nc) {
-  const i64 pc = k0 / KC * KC, kc = (K - pc < KC) ? K - pc : KC;
+static_assert(KC % kPackRows == 0, "a group of packed rows must not straddle two K slices");
+void pack_b_rows(float* __restrict slice, const float* b, i64 rs, i64 k0, i64 nk, i64 K, i64 kcs, i64 nc) {
+  const i64 pc = k0 / kcs * kcs, kc = (K - pc < kcs) ? K - pc : kcs;
   const i64 nfull = nc / NR, ps = panel_stride(kc);
   for (i64 k = k0; k < k0 + nk; ++k) {
     const float* src = b + k * rs;
@@ -807,6 +807,18 @@ void pack_b_rows(float* __restrict slice, const float* b, i64 rs, i64 k0, i64 nk
       for (i64 j = n; j < NR; ++j) d[j] = 0.f;
     }
   }
+}
+
+// Depth of the K slices of a product: K split into ceil(K / KC) equal slices (whole kPackRows
+// groups, so at most KC), not KC-deep slices and a short last one, whose pass over C (every
+// C tile loaded and stored again) costs as much as a full slice's for a few k: K = 769 ran as
+// 256 + 256 + 256 + 1.  A/B on Zen 5 against KC-deep slices, 1 / 2 threads: 1024x1024x769
+// +6.0% / +6.7% (0.98 -> 1.04x numpy at 1 thread), 2048x768x257 +5.4% / +4.5% (0.95 -> 1.00x),
+// 1024x1024x520 +7.4% / +10% (0.95 -> 1.02x), 1024x1024x780 +6.1%; K a multiple of 256 or
+// 1000^3 (4 x 250), 700x2000x500 A^T, 2048x768x3000 B^T, 512x512x300 -0.5..+1.3%.
+IRF_INLINE i64 slice_depth(i64 K) {
+  const i64 n = ceil_div(K, KC);
+  return round_up(ceil_div(K, n), kPackRows);
 }
 
 // Columns of B in one block (each KC slice of it packed into a slice buffer of KC x ncb
@@ -965,6 +977,7 @@ void gemm_one(const GemmParams& p, Path path, i64 bi, int tid, int nth, float* b
   // (balanced row blocks can be up to two grains longer than MC)
   float* apack = static_cast<float*>(workspace(kWsPackA, sizeof(float) * (MC + 2 * MR) * KC));
   const i64 ncb = b_block_cols(N);
+  const i64 kcs = slice_depth(K);
 
   // Row blocks of A (and groups of B panels when M is too small to feed every thread).
   i64 mblocks = ceil_div(M, MC), groups = 1;
@@ -1002,11 +1015,11 @@ void gemm_one(const GemmParams& p, Path path, i64 bi, int tid, int nth, float* b
     // column stride), a group of kPackRows rows, each read in order and scattered 2W floats at
     // a time into every panel.
     const bool by_rows = p.b_cs == 1;
-    const i64 nslices = ceil_div(K, KC);
+    const i64 nslices = ceil_div(K, kcs);
     const i64 nitems = by_rows ? ceil_div(K, kPackRows) : nslices * npan;
     auto first_item = [&](i64 s) -> i64 {        // items of slice s: [first_item(s), first_item(s + 1))
       if (s >= nslices) return nitems;
-      return by_rows ? s * (KC / kPackRows) : s * npan;
+      return by_rows ? s * (kcs / kPackRows) : s * npan;
     };
     float* const sbuf[2] = {bpack, bpack + slice_floats(ncpad)};
     auto pack_one = [&](i64 end) -> bool {       // packs one unclaimed item below `end`, if any
@@ -1014,10 +1027,10 @@ void gemm_one(const GemmParams& p, Path path, i64 bi, int tid, int nth, float* b
       if (it < 0) return false;
       if (by_rows) {
         const i64 k0 = it * kPackRows;
-        pack_b_rows(sbuf[(k0 / KC) % 2], B + jc, p.b_rs, k0, (K - k0 < kPackRows) ? K - k0 : kPackRows, K, nc);
+        pack_b_rows(sbuf[(k0 / kcs) % 2], B + jc, p.b_rs, k0, (K - k0 < kPackRows) ? K - k0 : kPackRows, K, kcs, nc);
       } else {
-        const i64 sl = it / npan, pc = sl * KC, q = it % npan;
-        const i64 kc = (K - pc < KC) ? K - pc : KC;
+        const i64 sl = it / npan, pc = sl * kcs, q = it % npan;
+        const i64 kc = (K - pc < kcs) ? K - pc : kcs;
         const i64 j0 = jc + q * NR;
         const i64 nr = (N - j0 < NR) ? N - j0 : NR;
         pack_b_panel(sbuf[sl % 2] + q * panel_stride(kc), B + pc * p.b_rs + j0 * p.b_cs, p.b_rs, p.b_cs, nr, kc);
@@ -1084,11 +1097,11 @@ void gemm_one(const GemmParams& p, Path path, i64 bi, int tid, int nth, float* b
     while (pack_one(first_item(1))) {   // slice 0, by the whole team
     }
     team_barrier(nth);
-    for (i64 pc = 0; pc < K; pc += KC) {
-      const i64 kc = (K - pc < KC) ? K - pc : KC;
+    for (i64 pc = 0; pc < K; pc += kcs) {
+      const i64 kc = (K - pc < kcs) ? K - pc : kcs;
       const bool first = (pc == 0);
       const bool load_c = !first || p.accumulate;   // later slices add to C
-      const i64 ahead = first_item(pc / KC + 2);   // items of the next slice
+      const i64 ahead = first_item(pc / kcs + 2);   // items of the next slice
       for (i64 t = next_item(counter, base); t < ntasks; t = next_item(counter, base)) {
         const i64 ib = t / groups, g = t % groups;
         const i64 i0 = row_start(ib);
@@ -1120,7 +1133,7 @@ void gemm_one(const GemmParams& p, Path path, i64 bi, int tid, int nth, float* b
           else
             run_tile<kPacked>(kc, apack + ir * kc, MR / 2, bp, ct, ldc, mr, nr, load_c, bias, 0, split_rows);
         };
-        const float* const slice = sbuf[(pc / KC) % 2];
+        const float* const slice = sbuf[(pc / kcs) % 2];
         if (band_order) {
           for (i64 q = q0; q < q1; ++q) pack_one(ahead);
           for (i64 ir = 0; ir < mc; ir += MR)
