@@ -573,3 +573,13 @@ def test_tiny_k_band_order_strided_out(rng, threads, k):
 def test_balanced_k_slices(rng, threads, k, tb):
     a, b = operands(rng, 200, 150, k, False, tb)
     check_accumulate_bias_threads(rng, threads, a, b, False, tb, counts=(1, 2, 3))
+
+
+# Small products whose A^T rows are 2048 floats apart (gemm_small copies A first) and a
+# reversed one: float64 result, same bits at 1-3 threads.
+@pytest.mark.parametrize("m,n,k", [(7, 300, 900), (100, 128, 700), (12, 768, 260)])
+def test_small_aliasing_a_is_copied(rng, threads, m, n, k):
+    base = rng.standard_normal((k, 2048)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    for a in (base[:, :m], base[::-1, 5:5 + m]):
+        check_accumulate_bias_threads(rng, threads, a, b, True, False, counts=(1, 2, 3), plain=True)
