@@ -427,25 +427,17 @@ def test_a_transposed_aliasing_stride_same_bits(isa, rng, threads, m, n):
 # its own B: the parts must give the float64 result and the same bits as one thread, with
 # ragged part boundaries (M, N not multiples of the row grain or the panel width), reversed
 # strides, accumulate and bias, batches, and 3 / 4 threads (parts of 1/3 and 1/4, or the
-# shared team where M < 256 rows per thread).
+# shared team where M < 256 rows per thread).  Also products of fewer MC-row blocks than
+# threads with few B panels (few_blocks_parts): one row part per thread, each run on the
+# blocked path even where its own dimensions would choose the small-product kernel
+# (128 x 16 x 300), and odd row counts (parts of unequal height).
 @pytest.mark.parametrize("m,n,k,ta,tb", [(2100, 521, 500, False, False), (1100, 777, 700, True, False),
                                          (530, 1300, 800, False, True), (800, 2100, 330, True, True),
                                          (1031, 1031, 520, False, False), (600, 100, 100, False, False),
-                                         (530, 48, 200, True, False)])
+                                         (530, 48, 200, True, False), (256, 16, 300, False, False),
+                                         (200, 48, 1000, True, False), (300, 80, 500, True, True),
+                                         (96, 16, 2100, False, True), (383, 130, 260, False, False)])
 def test_private_parts_threads(rng, threads, m, n, k, ta, tb):
-    a, b = operands(rng, m, n, k, ta, tb)
-    check_accumulate_bias_threads(rng, threads, a, b, ta, tb, counts=(1, 2, 3, 4))
-    check_accumulate_bias_threads(rng, threads, a[::-1], b[:, ::-1], ta, tb, counts=(1, 2))
-
-
-# Products of fewer MC-row blocks than threads with few B panels (few_blocks_parts in
-# gemm.cpp): one row part per thread, each run on the blocked path even where its own
-# dimensions would choose the small-product kernel (128 x 16 x 300), so the bits match one
-# thread's; also reversed strides, and an odd row count (parts of unequal height).
-@pytest.mark.parametrize("m,n,k,ta,tb", [(256, 16, 300, False, False), (200, 48, 1000, True, False),
-                                         (300, 80, 500, True, True), (96, 16, 2100, False, True),
-                                         (383, 130, 260, False, False)])
-def test_few_blocks_row_parts(rng, threads, m, n, k, ta, tb):
     a, b = operands(rng, m, n, k, ta, tb)
     check_accumulate_bias_threads(rng, threads, a, b, ta, tb, counts=(1, 2, 3, 4))
     check_accumulate_bias_threads(rng, threads, a[::-1], b[:, ::-1], ta, tb, counts=(1, 2))
