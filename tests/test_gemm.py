@@ -575,3 +575,13 @@ def test_small_aliasing_a_is_copied(rng, threads, m, n, k):
     b = rng.standard_normal((k, n)).astype(np.float32)
     for a in (base[:, :m], base[::-1, 5:5 + m]):
         check_accumulate_bias_threads(rng, threads, a, b, True, False, counts=(1, 2, 3), plain=True)
+
+
+# Small products of 48+ rows whose B rows are 1024 floats apart take the blocked path (B
+# packed once), 24 rows stay on gemm_small: float64 result, same bits at 1-3 threads.
+@pytest.mark.parametrize("m,ta", [(87, True), (60, False), (24, False), (120, True)])
+def test_small_strided_b_rows(rng, threads, m, ta):
+    n, k = 104, 700
+    b = rng.standard_normal((k, 1024)).astype(np.float32)[:, 3:3 + n]
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+    check_accumulate_bias_threads(rng, threads, a, b, ta, False, counts=(1, 2, 3), plain=True)

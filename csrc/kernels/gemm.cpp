@@ -742,7 +742,7 @@ bool strip_aliases(i64 ld, i64 K) {
 // (the panels, and so every result, do not depend on nth).
 void gemm_small(const GemmParams& p, const float* A, const float* B, float* C, int tid, int nth, float* bpack) {
   const i64 M = p.M, N = p.N, K = p.K, ldc = p.ldc;
-  const bool pack_b = p.b_cs != 1 || (M > 96 && strip_aliases(p.b_rs, K));
+  const bool pack_b = p.b_cs != 1;   // (row-major B at an aliasing stride: see choose_path)
   i64 lo, hi;
   if (pack_b) {
     split_range(ceil_div(N, NR), tid, nth, lo, hi);
@@ -893,7 +893,17 @@ Path choose_path(const GemmParams& p) {
   // blocked path, 1 / 2 threads: 2x3373x167 A^T 2.2x / 2.6x (0.83 -> 1.86x numpy at 1 thread),
   // 8x768x768 2.4x / 2.2x, 12x3072x768 A^T 2.0x / 2.0x, 4x4096x1024 1.4x / 1.5x, 12x768x3072
   // A^T 1.9x / 2.2x.
-  if (small_product(M, N, K) || (M <= MR && p.b_cs == 1 && (K <= 1024 || p.b_rs % 1024 != 0)))
+  // Small products of 48+ rows whose B rows (read in place there) are a multiple of 1-2+ KiB
+  // apart (strip_aliases: each K-row strip of B falls into few cache sets) take the blocked
+  // path, which packs B once: gemm_small re-read each strip from L3 for every row panel.  A/B
+  // on Zen 5, 1 thread: 87x104x1876 A^T B, ldb 1024 +59% (0.81 -> 1.28x numpy), 87x104x1876
+  // +24%, 50x100x1000 ldb 2048 +23%, 50x96x1000 +13%, 80x120x1500 A^T +15%, 87x128x1876 +10%,
+  // 64x70x256 +1%, 64x64x256 -5%; with 2-3 row panels gemm_small stayed faster (24x128x2000
+  // -10%, 36x128x600 -19%, 36x100x600 -15% as blocked).  gemm_small itself packed such a B
+  // for 96+ rows before; packing it there for fewer rows was slower (36x128x600 -28%).
+  const bool strided_b_rows = M >= 48 && p.b_cs == 1 && strip_aliases(p.b_rs, K);
+  if ((small_product(M, N, K) && !strided_b_rows) ||
+      (M <= MR && p.b_cs == 1 && (K <= 1024 || p.b_rs % 1024 != 0)))
     return Path::kSmall;
   const bool skinny_copy_ok = double(N) * double(K) <= kSkinnyMaxCopy;
   if (N >= 2 && N <= kSkinnyN && p.a_cs == 1 && (p.b_rs == 1 || skinny_copy_ok)) return Path::kSkinny;
