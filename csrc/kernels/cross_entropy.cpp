@@ -85,9 +85,10 @@ float row_logsumexp(const float* x, i64 V, const float* pad) {
 void cross_entropy_forward(float* lse, double* row_loss, const float* logits, const i64* targets, i64 N,
                            i64 V, i64 ignore_index, int nthreads) {
   const TailPad pad;
-  TeamState* const placement = team_before(N > 1 && N * V >= kMinParallel ? nthreads : 1);
+  const int nteam = (N > 1 && N * V >= kMinParallel && nthreads > 1) ? nthreads : 1;
+  TeamState* const placement = team_before(nteam);
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads < 1 ? 1 : nthreads) if (N > 1 && N * V >= kMinParallel)
+#pragma omp parallel num_threads(nteam)
 #endif
   {
     enter_region(placement);
@@ -108,9 +109,10 @@ void cross_entropy_forward(float* lse, double* row_loss, const float* logits, co
 // d x_t / d x_j = [j == t]; scale = dloss / count (the mean).
 void cross_entropy_backward(float* dlogits, const float* lse, const float* logits, const i64* targets,
                             float scale, i64 N, i64 V, i64 ignore_index, int nthreads) {
-  TeamState* const placement = team_before(N * V >= kMinParallel ? nthreads : 1);
+  const int nteam = (N * V >= kMinParallel && nthreads > 1) ? nthreads : 1;
+  TeamState* const placement = team_before(nteam);
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads < 1 ? 1 : nthreads) if (N * V >= kMinParallel)
+#pragma omp parallel num_threads(nteam)
 #endif
   {
     enter_region(placement);

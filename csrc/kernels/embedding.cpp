@@ -35,9 +35,10 @@ IRF_INLINE void add_row(float* __restrict d, const float* __restrict s, i64 c0, 
 
 // out[i, :] = weight[ids[i], :]
 void embedding_forward(float* out, const i64* ids, const float* weight, i64 N, i64 C, int nthreads) {
-  TeamState* const placement = team_before(N * C >= (1 << 18) ? nthreads : 1);
+  const int nteam = (N * C >= (1 << 18) && nthreads > 1) ? nthreads : 1;
+  TeamState* const placement = team_before(nteam);
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads < 1 ? 1 : nthreads) if (N * C >= (1 << 18))
+#pragma omp parallel num_threads(nteam)
 #endif
   {
     enter_region(placement);
@@ -58,7 +59,7 @@ void embedding_backward(float* dweight, const float* dout, const i64* ids, i64 N
   if (N * C < (1 << 18)) nth = 1;
   TeamState* const placement = team_before(nth);
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nth) if (nth > 1)
+#pragma omp parallel num_threads(nth)
 #endif
   {
     enter_region(placement);

@@ -726,10 +726,10 @@ SmallKernel small_kernel_for(int rows) {
   else return rows == R ? &small_kernel<R, NV> : small_kernel_for<R - 1, NV>(rows);
 }
 
-// True when a K-row strip of B read in place (row stride ld floats, one 64-byte line per row)
-// would not stay in L1 (32 KiB, 8-way, 64 sets): a stride that is a multiple of a large power of
-// two maps the K lines to few sets (ld = 128 floats: 8 sets, 64 lines).  Half the capacity is
-// left to A and C.
+// True when K lines read in place, one per row of stride ld floats (a K-row strip of B, or
+// A^T's k lines), would not stay in L1 (32 KiB, 8-way, 64 sets): a stride that is a multiple
+// of a large power of two maps the K lines to few sets (ld = 128 floats: 8 sets, 64 lines).
+// Half the capacity is left to the other operand and C.
 bool strip_aliases(i64 ld, i64 K) {
   if (ld < 0) ld = -ld;
   if (ld % kLineFloats != 0) return false;        // rows not line-aligned: lines spread over all sets
@@ -768,8 +768,7 @@ void gemm_small(const GemmParams& p, const float* A, const float* B, float* C, i
   // thread's rows contiguous, when more than one column tile reads it: read in place, every
   // column tile fetched all K lines again from L3.  A/B on Zen 5, 1 thread: 7x2636x2552 A^T
   // with lda 2048 +37% (0.91 -> 1.25x numpy), 64x100x1500 A^T B^T lda 1024 +24%, 100x128x2000
-  // A^T lda 2048 +12%, 12x768x768 A^T lda 1024 +6.5%.  (Packing B with such a row stride for
-  // fewer than 96 rows, by the same reasoning, was slower: 36x128x600 -28%, 87x104x1876 -8%.)
+  // A^T lda 2048 +12%, 12x768x768 A^T lda 1024 +6.5%.  (B with such a row stride: choose_path.)
   const bool pack_a = p.a_cs != 1 && q_hi - q_lo > 1 && strip_aliases(p.a_cs, K);
   const i64 r0 = lo * MR, r1 = (hi * MR < M) ? hi * MR : M;
   float* apack = nullptr;
@@ -804,9 +803,10 @@ constexpr i64 kPanelPad = kLineFloats;
 IRF_INLINE i64 panel_stride(i64 kc) { return NR * kc + kPanelPad; }
 IRF_INLINE i64 slice_floats(i64 ncpad) { return KC * ncpad + (ncpad / NR) * kPanelPad; }
 
-// Rows k0..k0+nk-1 (kPackRows rows, all in one slice of depth kcs, see slice_depth) of B (row stride rs, unit column
-// stride, nc columns) into their panels in the slice's buffer: panel q of a slice of depth kc
-// at q * panel_stride(kc), row k of the slice at k*NR within it; padding columns zero.
+// Rows k0..k0+nk-1 (kPackRows rows, all in one slice; slices are kcs deep, see slice_depth) of
+// B (row stride rs, unit column stride, nc columns) into their panels in the slice's buffer:
+// panel q of a slice of depth kc at q * panel_stride(kc), row k of the slice at k*NR within
+// it; padding columns zero.
 constexpr i64 kPackRows = 8;
 static_assert(KC % kPackRows == 0, "a group of packed rows must not straddle two K slices");
 void pack_b_rows(float* __restrict slice, const float* b, i64 rs, i64 k0, i64 nk, i64 K, i64 kcs, i64 nc) {
@@ -1290,12 +1290,12 @@ void gemm(const GemmParams& p) {
   i64 bpack_floats = 2 * slice_floats(round_up(b_block_cols(p.N), NR));   // two slice buffers
   const i64 gemv_floats = 2 * round_up(p.M > p.N ? p.M : p.N, 16);   // gemv partial sums (split K)
   if (bpack_floats < gemv_floats) bpack_floats = gemv_floats;
-  if (small_product(p.M, p.N, p.K) && bpack_floats < round_up(p.N, NR) * p.K)   // gemm_small may pack all of B
+  const Path path = choose_path(p);
+  if (path == Path::kSmall && p.b_cs != 1 && bpack_floats < round_up(p.N, NR) * p.K)   // gemm_small packs all of B
     bpack_floats = round_up(p.N, NR) * p.K;
 
   // The products q[b0], q[b0 + step], ... computed alone by the calling thread (a team of one:
   // no barriers, this thread's own packing buffers).
-  const Path path = choose_path(p);
   auto alone = [&](const GemmParams& q, i64 b0, i64 step) {
     float* bpack = static_cast<float*>(workspace(kWsPackB, sizeof(float) * bpack_floats));
     i64 counter = 0, base = 0, claim = 0;
