@@ -389,9 +389,9 @@ def test_thread_count_gives_identical_results(rng, threads, m, n, k, tb):
 # the previous slice (claimed items, a barrier per slice): several slices with a ragged last
 # one (K = 1100 is not a multiple of 256 or of the 8-row pack items; K = 4100: 17 slices, each
 # buffer reused 8 times), two column blocks (N > 4064), both B layouts (row groups / panels as
-# items), 1 to 4 threads on any core count, team and one-product-per-thread batches; every
-# result must equal the float64 one and the 1-thread one.  (At 2-4 threads 800 x 4200 x 1100
-# runs as private column parts, see test_private_parts_threads; the others keep the team.)
+# items), team and one-product-per-thread batches; every result must equal the float64 one and
+# the 1-thread one.  At 2-4 threads these products run as private parts (see
+# test_private_parts_threads); 5 and 6 threads (on any core count) run them as a team.
 @pytest.mark.parametrize("m,n,k,tb,batch", [(800, 4200, 1100, False, None), (300, 4200, 1100, True, None),
                                             (200, 600, 700, True, 3), (129, 60, 520, False, 5),
                                             (130, 140, 4100, False, None)])
@@ -400,7 +400,7 @@ def test_packing_overlap_threads(rng, threads, m, n, k, tb, batch):
     threads(1)
     r1 = matmul(a, b, trans_b=tb)
     assert_close(r1, ref_matmul(a, b, False, tb), k)
-    for t in (2, 3, 4):
+    for t in (2, 3, 4, 5, 6):
         threads(t)
         assert np.array_equal(matmul(a, b, trans_b=tb), r1), f"{t} threads differ from 1"
 
@@ -422,21 +422,24 @@ def test_a_transposed_aliasing_stride_same_bits(isa, rng, threads, m, n):
         assert np.array_equal(got, matmul(wide[:, :m], b, trans_a=True)), "strides m and m + 24 differ"
 
 
-# At 2-4 threads a blocked product of >= 2^20 multiply-adds with M >= 256 rows per thread is
-# split into one independent part per thread (rows when M >= N, else columns), each packing
-# its own B: the parts must give the float64 result and the same bits as one thread, with
-# ragged part boundaries (M, N not multiples of the row grain or the panel width), reversed
-# strides, accumulate and bias, batches, and 3 / 4 threads (parts of 1/3 and 1/4, or the
-# shared team where M < 256 rows per thread).  Also products of fewer MC-row blocks than
-# threads with few B panels (few_blocks_parts): one row part per thread, each run on the
-# blocked path even where its own dimensions would choose the small-product kernel
-# (128 x 16 x 300), and odd row counts (parts of unequal height).
+# At 2-4 threads a blocked product is split into one independent part per thread (columns
+# when N > M with 4+ B panels per part and K > 32, else rows when every part gets two row
+# panels), each packing its own B (or A): the parts must give the float64 result and the same
+# bits as one thread, with ragged part boundaries (M, N not multiples of the row grain or the
+# panel width), reversed strides, accumulate and bias, batches, and 3 / 4 threads (parts of 1/3
+# and 1/4, or the shared team where neither split applies: 30 x 100 x 300).  Each part runs on
+# the blocked path even where its own dimensions would choose another kernel (row parts of
+# 128 x 16 x 300, column parts of 100 x 256 x 300), and odd row counts (parts of unequal
+# height); K <= 32 with N > M takes rows (533 x 855 x 32).
 @pytest.mark.parametrize("m,n,k,ta,tb", [(2100, 521, 500, False, False), (1100, 777, 700, True, False),
                                          (530, 1300, 800, False, True), (800, 2100, 330, True, True),
                                          (1031, 1031, 520, False, False), (600, 100, 100, False, False),
                                          (530, 48, 200, True, False), (256, 16, 300, False, False),
                                          (200, 48, 1000, True, False), (300, 80, 500, True, True),
-                                         (96, 16, 2100, False, True), (383, 130, 260, False, False)])
+                                         (96, 16, 2100, False, True), (383, 130, 260, False, False),
+                                         (40, 768, 600, False, False), (75, 900, 700, True, False),
+                                         (533, 855, 32, False, False), (200, 61, 95, False, True),
+                                         (30, 100, 300, False, False), (100, 256, 300, False, False)])
 def test_private_parts_threads(rng, threads, m, n, k, ta, tb):
     a, b = operands(rng, m, n, k, ta, tb)
     check_accumulate_bias_threads(rng, threads, a, b, ta, tb, counts=(1, 2, 3, 4))

@@ -13,10 +13,9 @@
 // gemm_skinny_t: C's columns accumulated along A^T's contiguous rows), of 2..8 rows with B^T
 // (gemm_skinny_m), and, on AVX-512, products with a narrow column block (A read in place by the
 // micro-kernel, row-major or A^T, see gemm_one).  Edge tiles run micro-kernels of 6-12 rows
-// and one or two vectors wide, whichever covers them.  At 2-4 threads a blocked product of
-// 2^20+ multiply-adds and 256+ rows per thread (or with fewer row blocks than threads, see
-// few_blocks_parts) is split into independent row (or column) parts, one per thread, each
-// packing its own B (private_split); others share each packed B slice as a team.
+// and one or two vectors wide, whichever covers them.  At 2-4 threads a blocked product is
+// split into independent row (or column) parts, one per thread, each packing its own B (or A)
+// (private_split); others share each packed B slice as a team.
 #include <type_traits>
 
 #include "kernels.h"
@@ -806,7 +805,12 @@ IRF_INLINE i64 slice_floats(i64 ncpad) { return KC * ncpad + (ncpad / NR) * kPan
 // Rows k0..k0+nk-1 (kPackRows rows, all in one slice; slices are kcs deep, see slice_depth) of
 // B (row stride rs, unit column stride, nc columns) into their panels in the slice's buffer:
 // panel q of a slice of depth kc at q * panel_stride(kc), row k of the slice at k*NR within
-// it; padding columns zero.
+// it; padding columns zero.  Each row's columns of the next item (kPackRows rows further) are
+// prefetched while this one is copied: the items of a slice are packed between micro-kernel
+// calls, so the lines have a panel's compute to arrive.  Where B's rows are wider than the
+// columns packed (a column part, a view), the hardware streams stopped at each row's end:
+// A/B at 1 thread on Zen 5, 75x837x3746 A^T B with ldb 1674 +8-10% (0.97 -> 1.06x numpy),
+// contiguous 75x837x3746 / 75x1674x3746 +2-3%, the training shapes and 1000^3 neutral.
 constexpr i64 kPackRows = 8;
 static_assert(KC % kPackRows == 0, "a group of packed rows must not straddle two K slices");
 void pack_b_rows(float* __restrict slice, const float* b, i64 rs, i64 k0, i64 nk, i64 K, i64 kcs, i64 nc) {
@@ -815,7 +819,13 @@ void pack_b_rows(float* __restrict slice, const float* b, i64 rs, i64 k0, i64 nk
   for (i64 k = k0; k < k0 + nk; ++k) {
     const float* src = b + k * rs;
     float* dst = slice + (k - pc) * NR;
+    const float* next = src + kPackRows * rs;   // the same row of the next item
+    const bool ahead = k + kPackRows < K;
     for (i64 q = 0; q < nfull; ++q) {
+      if (ahead) {
+        __builtin_prefetch(next + q * NR, 0, 3);
+        __builtin_prefetch(next + q * NR + W, 0, 3);
+      }
       vstore(dst + q * ps, vload(src + q * NR));
       vstore(dst + q * ps + W, vload(src + q * NR + W));
     }
@@ -1194,36 +1204,29 @@ void gemm_one(const GemmParams& p, Path path, i64 bi, int tid, int nth, float* b
   }
 }
 
-// 2..kPrivateMaxThreads threads, a blocked product of at least kPrivateMinWork multiply-adds and
-// kPrivateMinRows rows per thread: one independent part per thread (by rows when M >= N, else
-// by columns), each computed alone with the thread's own packing buffers (gemm_one with a team
-// of one: no barrier, nothing packed by one core and read by the other), instead of one team
-// sharing each packed B slice.  Each part packs all of the other operand (B for row parts, A
-// for column parts), but on this 2-core VM the team's cross-core traffic was the weak point:
-// for minutes at a time (other tenants, vCPU placement) its B packing took 2.6x longer and its
-// slice barriers 5x (rdtsc per phase, 2048x768x768), and the team ran 5-10% slower while numpy
-// and our 1-thread calls did not change.  In-process A/B at 2 threads, paired rounds, team ->
-// parts: in such minutes 2048x768x768 +5..11%, 2048x768x3072 +8%, 768x768x2048 A^T +5..7%,
-// 1024^3 +9%, 700x2000x500 A^T +10%; in the team's good minutes -0.7..+1.6% on the training
-// shapes.  Down to kPrivateMinWork since the fifteenth session: the threshold was 2^29 while
-// a call right after the cores idled (a 0.1 s pause) ran 512^3 at 211-284 GFLOP/s as parts
-// against 365-394 as a team; that loss was the worker queued on the caller's CPU, which
-// team.cpp now prevents.  With it, A/B at 2 threads, team -> parts, back to back: 512^3 +11%,
-// 768^3 +8%, 1024x512x512 A^T +13%, 600^3 B^T +13%, 512x256x256 A^T +17%, 768x128x512 +17%,
-// 1000x200x300 +14%, 600x100x100 +25%, 512x48x200 +35%, 512x768x768 / 1024x256x256 /
-// 512x3072x768 / 512x128x256 neutral; single calls after a 0.2 s pause -5..+6% (both at numpy's
-// after-pause speed).  Row chunks taken dynamically, each packing its own B, cost 2-3% (256
-// rows) / 6% (128 rows) back to back against the team.  Not for fewer rows: column parts
-// of 64-300 rows (300x3072x768, 64x50257x768, 160x4096x512) were 3-7% slower than the team.
-// Timed at 2 threads only (this machine's cores); 3-4 threads take parts by the same rule
-// (tested for results, not timed), more keep the team: each part packs all of the other
-// operand, nth times in all, which grows with the thread count.  Results are the same bits as
-// one thread's: every C element is summed in the same order whatever tile or part computes
-// it, and each part runs the blocked path like the whole (gemm_one is given the whole
-// product's path: a part's own dimensions could choose another, e.g. gemm_small).
-constexpr i64 kPrivateMinRows = 256;
+// 2..kPrivateMaxThreads threads, a blocked product: one independent part per thread (rows or
+// columns, see private_split), each computed alone with the thread's own packing buffers
+// (gemm_one with a team of one: no barrier, nothing packed by one core and read by the other),
+// instead of one team sharing each packed B slice.  Each part packs all of the other operand
+// (B for row parts, A for column parts), but on this 2-core VM the team's cross-core traffic
+// was the weak point: for minutes at a time (other tenants, vCPU placement) its B packing took
+// 2.6x longer and its slice barriers 5x (rdtsc per phase, 2048x768x768), and the team ran
+// 5-10% slower while numpy and our 1-thread calls did not change.  In-process A/B at 2
+// threads, paired rounds, team -> parts: in such minutes 2048x768x768 +5..11%, 2048x768x3072
+// +8%, 768x768x2048 A^T +5..7%, 1024^3 +9%, 700x2000x500 A^T +10%; in the team's good minutes
+// -0.7..+1.6% on the training shapes.  Smaller products followed as team.cpp removed the
+// after-idle loss of 2-thread calls (fifteenth session: 2^20+ multiply-adds with 256+ rows per
+// thread, 512^3 +11%, 600x100x100 +25%, 512x48x200 +35%; products of fewer MC-row blocks than
+// threads with few B panels, 256x16x256 +56-72%), and in the sixteenth all others with enough
+// rows or columns (private_split).  Row chunks taken dynamically, each packing its own B, cost
+// 2-3% (256 rows) / 6% (128 rows) back to back against the team.  Timed at 2 threads only
+// (this machine's cores); 3-4 threads take parts by the same rule (tested for results, not
+// timed), more keep the team: each part packs all of the other operand, nth times in all,
+// which grows with the thread count.  Results are the same bits as one thread's: every C
+// element is summed in the same order whatever tile or part computes it, and each part runs
+// the blocked path like the whole (gemm_one is given the whole product's path: a part's own
+// dimensions could choose another, e.g. gemm_small).
 constexpr int kPrivateMaxThreads = 4;
-constexpr double kPrivateMinWork = double(1 << 20);
 
 // Part tid of nth of a product split by rows (split == 1: whole kRowGrain units) or by
 // columns (split == 2: whole NR panels), as equal as those units allow.
@@ -1246,39 +1249,26 @@ GemmParams private_part(const GemmParams& p, int split, int tid, int nth) {
   return q;
 }
 
-// Products of fewer row blocks (MC rows) than threads and at most 8 B panels per panel group
-// also take row parts (whatever their size), when they have at least 128 rows per thread or
-// the team's tasks would be unequal by more than 10%: the team then splits B's panels into
-// groups (one per thread), so with one panel (N <= 32) one thread did all the arithmetic, with
-// three one did two, and 48 columns split 32 + 16.  A part packs all of B (small here) but
-// needs no barrier.  A/B on Zen 5 at 2 threads, team -> parts: 256x16x256 +56-72% (0.66 ->
-// 1.05x numpy), 384x32x768 A^T +83% (0.79 -> 1.43x), 256x16x1024 A^T +20%, 256x33x700 +18%,
-// 200x48x1000 +10%, 256x96x512 +32%, 256x160x512 +16%, 300x80x768 A^T B^T +10%, 300x224x768
-// A^T +8%; balanced ones with 128+ rows per part +0.7..+5% in the team's good minutes
-// (300x64x768, 256x256x512, 384x512x768), +26..33% in its bad ones; with fewer rows per part
-// (packing B twice for 64-100 rows) the team was faster: 150x64x3000 B^T -5%, 240x64x2048 B^T
-// -7%, 160x512x768 -8% as parts.  More panels per group: neutral (300x400x768).
-bool few_blocks_parts(const GemmParams& p, int nth) {
-  const i64 mblocks = ceil_div(p.M, MC);
-  if (mblocks >= nth || p.M < 2 * MR * nth) return false;
-  const i64 groups = nth / mblocks, npan = ceil_div(p.N, NR);
-  if (npan > 8 * groups) return false;
-  if (p.M >= 128 * nth) return true;
-  i64 widest = 0;   // columns of the widest panel group (as gemm_one splits them)
-  for (i64 g = 0; g < groups; ++g) {
-    const i64 j0 = npan * g / groups * NR, j1 = npan * (g + 1) / groups * NR;
-    const i64 w = (j1 < p.N ? j1 : p.N) - j0;
-    if (w > widest) widest = w;
-  }
-  return double(ceil_div(p.M, mblocks)) * double(widest) * double(nth) > 1.1 * double(p.M) * double(p.N);
-}
-
 // 0: the shared team; 1: one part of the rows per thread; 2: one part of the columns.
+// Column parts when N > M and each part has 4+ B panels (the team did no better there, and its
+// slice barriers cost most where a slice is little work per thread), rows otherwise, if every
+// part gets two row panels; with K <= kBandMaxK (products bound by writing C) always rows:
+// column parts share C's lines at their boundaries on every row.  A/B on Zen 5 at 2 threads
+// (30 random shapes of 51-601 rows, which the team computed before the sixteenth session),
+// team -> parts: in a minute when the team was slow 200x61x95 0.41 -> 1.28x numpy (rows),
+// 75x1674x3746 A^T 0.82 -> 1.03x, 451x2882x2502 A^T 0.89 -> 1.00x, 392x780x2165 A^T 0.92 ->
+// 1.02x, 184x1462x1313 A^T B^T 0.95 -> 1.08x, 71x1613x500 1.11 -> 1.54x (columns); in later
+// minutes 40x768x3072 +87%, 64x3072x768 +55%, 96x768x768 A^T +45%, 64x50257x768 B^T +25%,
+// 160x4096x512 +15%, 533x855x32 +6% (rows; as columns -37%), but row-major B with long K
+// -3..-10% as columns (75x1674x3746 A^T, 189x1380x1302 A^T: each part reads half of every
+// row of B, which the hardware prefetch streams handle worse), still 1.03-1.18x numpy.  The
+// team keeps products with too few rows for row parts (fewer than 2 * MR per thread) and too
+// few columns for column parts, and more than kPrivateMaxThreads threads.
 int private_split(const GemmParams& p, Path path, int nth) {
   if (nth < 2 || nth > kPrivateMaxThreads || path != Path::kBlocked) return 0;
-  if (few_blocks_parts(p, nth)) return 1;
-  if (p.M < kPrivateMinRows * nth || double(p.M) * double(p.N) * double(p.K) < kPrivateMinWork) return 0;
-  return p.M >= p.N ? 1 : 2;
+  const bool columns_ok = p.K > kBandMaxK && ceil_div(p.N, NR) >= 4 * nth;
+  if (columns_ok && p.N > p.M) return 2;
+  return p.M >= 2 * MR * nth ? 1 : 0;
 }
 
 void gemm(const GemmParams& p) {
