@@ -13,7 +13,8 @@
 // gemm_skinny_t: C's columns accumulated along A^T's contiguous rows), of 2..8 rows with B^T
 // (gemm_skinny_m), and, on AVX-512, products with a narrow column block (A read in place by the
 // micro-kernel, row-major or A^T, see gemm_one).  Edge tiles run micro-kernels of 6-12 rows
-// and one or two vectors wide, whichever covers them.  At 2-4 threads a blocked product is
+// and one or two vectors wide, whichever covers them; 1-4 columns past a last full vector run
+// apart on the skinny / matrix-vector kernels (split_tail).  At 2-4 threads a blocked product is
 // split into independent row (or column) parts, one per thread, each packing its own B (or A)
 // (private_split); others share each packed B slice as a team.
 #include <type_traits>
@@ -1271,6 +1272,45 @@ int private_split(const GemmParams& p, Path path, int nth) {
   return p.M >= 2 * MR * nth ? 1 : 0;
 }
 
+void gemm(const GemmParams& p);
+
+// A blocked product whose last B panel ends 1-4 columns past a full vector (N = 17, 33, 321,
+// 1000 + 4, ...) computes those columns as a product of their own, on the skinny or
+// matrix-vector kernels (one more pass over A, t FMA lanes per A element), and the rest
+// blocked: the panel's last vector (NV = 1 for 1-4 columns, the second one of NV = 2 for 17-20)
+// cost W lanes per A element for 1-4 of them.  A/B on Zen 5 (AVX-512), 1 / 2 threads:
+// 150x17x309 A^T 0.71 -> 0.93x numpy / 0.87 -> 0.97x, 2048x17x768 +40% / +33%, 1000x33x1000
+// A^T +39% / +36%, 500x33x700 +38% / +21%, 300x20x1000 B^T +35% / +42%, 200x36x300 A^T +31% /
+// +15%, 800x65x500 +20% / +9%, 1753x321x276 B^T +4% / +1.5%, 2048x770x768 +0.5% / +0.5%.
+// For 5-8 columns the extra pass cost as much as it saved (500x24x700 -8%, 700x56x300 -6%,
+// 2048x776x768 -2%, 500x40x700 A^T +23%), so not there.  Only where those columns would take
+// gemm_skinny / gemm_skinny_t / the matrix-vector kernel (A with a unit stride).  Each column
+// is computed by the same kernel at every thread count.  AVX-512 only (timed there).
+i64 tail_columns(i64 N) {
+  const i64 r = N % NR, t = r > W ? r - W : r;
+  return (N > NR / 2 && t >= 1 && t <= 4) ? t : 0;
+}
+
+void gemm(const GemmParams& p);
+
+// Computes p as its blocked main part and its tail columns when tail_columns() says so.
+bool split_tail(const GemmParams& p, Path path) {
+  if (path != Path::kBlocked || MR < 12) return false;
+  const i64 t = tail_columns(p.N);
+  if (t == 0) return false;
+  GemmParams main = p, tail = p;
+  main.N = p.N - t;
+  tail.N = t;
+  tail.b = p.b + main.N * p.b_cs;
+  tail.c = p.c + main.N;
+  if (p.bias) tail.bias = p.bias + main.N;
+  const Path tp = choose_path(tail);
+  if (tp != Path::kColVec && tp != Path::kSkinny && tp != Path::kSkinnyT) return false;
+  gemm(main);
+  gemm(tail);
+  return true;
+}
+
 void gemm(const GemmParams& p) {
   if (p.batch <= 0 || p.M <= 0 || p.N <= 0) return;
   const double work = double(p.M) * double(p.N) * double(p.K > 0 ? p.K : 1);
@@ -1281,6 +1321,7 @@ void gemm(const GemmParams& p) {
   const i64 gemv_floats = 2 * round_up(p.M > p.N ? p.M : p.N, 16);   // gemv partial sums (split K)
   if (bpack_floats < gemv_floats) bpack_floats = gemv_floats;
   const Path path = choose_path(p);
+  if (split_tail(p, path)) return;
   if (path == Path::kSmall && p.b_cs != 1 && bpack_floats < round_up(p.N, NR) * p.K)   // gemm_small packs all of B
     bpack_floats = round_up(p.N, NR) * p.K;
 
