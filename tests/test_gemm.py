@@ -451,12 +451,14 @@ def test_private_parts_threads(rng, threads, m, n, k, ta, tb):
 # Blocked products whose last B panel ends 1-4 columns past a full vector compute those columns
 # on the skinny / matrix-vector kernels and the rest blocked (AVX-512; the other ISAs run
 # them whole): 1 tail column (N = 17, 33, 321: matrix-vector), 2-4 (N = 20, 36, 50: skinny,
-# row-major A or A^T), with accumulate and bias (offset for the tail), batches, reversed
+# row-major A or A^T); small products with one such column (100 x 17, 64 x 33, 120 x 97), with accumulate and bias (offset for the tail), batches, reversed
 # strides, and A strided both ways (no unit stride: no split).  Float64 result, same bits at
 # 1-4 threads.
 @pytest.mark.parametrize("m,n,k,ta,tb", [(150, 17, 309, True, False), (300, 20, 1000, False, True),
                                          (1000, 33, 700, False, False), (200, 36, 300, True, False),
-                                         (500, 50, 600, True, True), (400, 321, 276, False, True)])
+                                         (500, 50, 600, True, True), (400, 321, 276, False, True),
+                                         (100, 17, 300, False, False), (64, 33, 500, True, False),
+                                         (120, 97, 800, True, True)])
 def test_tail_columns(isa, rng, threads, m, n, k, ta, tb):
     a, b = operands(rng, m, n, k, ta, tb)
     check_accumulate_bias_threads(rng, threads, a, b, ta, tb, counts=(1, 2, 3, 4), plain=True)

@@ -1283,7 +1283,10 @@ void gemm(const GemmParams& p);
 // A^T +39% / +36%, 500x33x700 +38% / +21%, 300x20x1000 B^T +35% / +42%, 200x36x300 A^T +31% /
 // +15%, 800x65x500 +20% / +9%, 1753x321x276 B^T +4% / +1.5%, 2048x770x768 +0.5% / +0.5%.
 // For 5-8 columns the extra pass cost as much as it saved (500x24x700 -8%, 700x56x300 -6%,
-// 2048x776x768 -2%, 500x40x700 A^T +23%), so not there.  Only where those columns would take
+// 2048x776x768 -2%, 500x40x700 A^T +23%), so not there.  Small products (gemm_small) too,
+// where their tail is one column (2-4 would be small products again): 1 / 2 threads 100x17x300
+// 0.91 -> 1.17x numpy, 64x33x500 A^T +58% / +38%, 128x65x1000 B^T +31% / +34%, 120x97x800 A^T
+// B^T +24% / +21%, 50x49x200 +10%, 20x113x2000 +4% / +3%.  Only where those columns would take
 // gemm_skinny / gemm_skinny_t / the matrix-vector kernel (A with a unit stride).  Each column
 // is computed by the same kernel at every thread count.  AVX-512 only (timed there).
 i64 tail_columns(i64 N) {
@@ -1293,9 +1296,9 @@ i64 tail_columns(i64 N) {
 
 void gemm(const GemmParams& p);
 
-// Computes p as its blocked main part and its tail columns when tail_columns() says so.
+// Computes p as its main part (blocked or small) and its tail columns when tail_columns() says so.
 bool split_tail(const GemmParams& p, Path path) {
-  if (path != Path::kBlocked || MR < 12) return false;
+  if (MR < 12 || (path != Path::kBlocked && path != Path::kSmall)) return false;
   const i64 t = tail_columns(p.N);
   if (t == 0) return false;
   GemmParams main = p, tail = p;
