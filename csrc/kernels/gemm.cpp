@@ -1272,10 +1272,8 @@ int private_split(const GemmParams& p, Path path, int nth) {
   return p.M >= 2 * MR * nth ? 1 : 0;
 }
 
-void gemm(const GemmParams& p);
-
 // A blocked product whose last B panel ends 1-4 columns past a full vector (N = 17, 33, 321,
-// 1000 + 4, ...) computes those columns as a product of their own, on the skinny or
+// 1028, ...) computes those columns as a product of their own, on the skinny or
 // matrix-vector kernels (one more pass over A, t FMA lanes per A element), and the rest
 // blocked: the panel's last vector (NV = 1 for 1-4 columns, the second one of NV = 2 for 17-20)
 // cost W lanes per A element for 1-4 of them.  A/B on Zen 5 (AVX-512), 1 / 2 threads:
