@@ -425,14 +425,14 @@ def test_a_transposed_aliasing_stride_same_bits(isa, rng, threads, m, n):
 
 
 # At 2-4 threads a blocked product is split into one independent part per thread (columns
-# when N > M with 4+ B panels per part and K > 32, else rows when every part gets two row
-# panels), each packing its own B (or A): the parts must give the float64 result and the same
+# when N > M with 3+ B panels per part and K > 32 or N >= 8 M, else rows when every part gets
+# two row panels), each packing its own B (or A): the parts must give the float64 result and the same
 # bits as one thread, with ragged part boundaries (M, N not multiples of the row grain or the
 # panel width), reversed strides, accumulate and bias, batches, and 3 / 4 threads (parts of 1/3
 # and 1/4, or the shared team where neither split applies: 30 x 100 x 300).  Each part runs on
 # the blocked path even where its own dimensions would choose another kernel (row parts of
 # 128 x 16 x 300, column parts of 100 x 256 x 300), and odd row counts (parts of unequal
-# height); K <= 32 with N > M takes rows (533 x 855 x 32).
+# height); K <= 32 with N > M takes rows (533 x 855 x 32), with N >= 8 M columns (60 x 2000 x 10).
 @pytest.mark.parametrize("m,n,k,ta,tb", [(2100, 521, 500, False, False), (1100, 777, 700, True, False),
                                          (530, 1300, 800, False, True), (800, 2100, 330, True, True),
                                          (1031, 1031, 520, False, False), (600, 100, 100, False, False),
@@ -441,7 +441,8 @@ def test_a_transposed_aliasing_stride_same_bits(isa, rng, threads, m, n):
                                          (96, 16, 2100, False, True), (383, 130, 260, False, False),
                                          (40, 768, 600, False, False), (75, 900, 700, True, False),
                                          (533, 855, 32, False, False), (200, 61, 95, False, True),
-                                         (30, 100, 300, False, False), (100, 256, 300, False, False)])
+                                         (30, 100, 300, False, False), (100, 256, 300, False, False),
+                                         (60, 2000, 10, False, False), (66, 214, 812, True, True)])
 def test_private_parts_threads(rng, threads, m, n, k, ta, tb):
     a, b = operands(rng, m, n, k, ta, tb)
     check_accumulate_bias_threads(rng, threads, a, b, ta, tb, counts=(1, 2, 3, 4))

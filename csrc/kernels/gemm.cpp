@@ -1251,10 +1251,15 @@ GemmParams private_part(const GemmParams& p, int split, int tid, int nth) {
 }
 
 // 0: the shared team; 1: one part of the rows per thread; 2: one part of the columns.
-// Column parts when N > M and each part has 4+ B panels (the team did no better there, and its
+// Column parts when N > M and each part has 3+ B panels (the team did no better there, and its
 // slice barriers cost most where a slice is little work per thread), rows otherwise, if every
-// part gets two row panels; with K <= kBandMaxK (products bound by writing C) always rows:
-// column parts share C's lines at their boundaries on every row.  A/B on Zen 5 at 2 threads
+// part gets two row panels.  With K <= kBandMaxK (products bound by writing C) columns only
+// when N >= 8 M: column parts share C's lines at their boundaries on every row, which costs
+// most where rows are short (250x227x25 -57% as columns, 533x855x32 -6%, 300x1500x8 A^T
+// -10%); with N >= 8 M they were faster than rows (1 A/B: 60x2000x10 +39%, 99x3117x5 A^T B^T
+// +12%, 150x4000x24 B^T +7%, 200x2000x16 +6%, 169x3211x19 A^T +3%, 100x1000x20 +2%).  3
+// panels per part: 66x214x812 A^T B^T +4-5% as columns against rows (7 panels; at 5 panels
+// 212x160x184 A^T rows were 14% faster, 286x134x1855 B^T even).  A/B on Zen 5 at 2 threads
 // (30 random shapes of 51-601 rows, which the team computed before the sixteenth session),
 // team -> parts: in a minute when the team was slow 200x61x95 0.41 -> 1.28x numpy (rows),
 // 75x1674x3746 A^T 0.82 -> 1.03x, 451x2882x2502 A^T 0.89 -> 1.00x, 392x780x2165 A^T 0.92 ->
@@ -1267,7 +1272,7 @@ GemmParams private_part(const GemmParams& p, int split, int tid, int nth) {
 // few columns for column parts, and more than kPrivateMaxThreads threads.
 int private_split(const GemmParams& p, Path path, int nth) {
   if (nth < 2 || nth > kPrivateMaxThreads || path != Path::kBlocked) return 0;
-  const bool columns_ok = p.K > kBandMaxK && ceil_div(p.N, NR) >= 4 * nth;
+  const bool columns_ok = ceil_div(p.N, NR) >= 3 * nth && (p.K > kBandMaxK || p.N >= 8 * p.M);
   if (columns_ok && p.N > p.M) return 2;
   return p.M >= 2 * MR * nth ? 1 : 0;
 }
