@@ -1255,8 +1255,8 @@ GemmParams private_part(const GemmParams& p, int split, int tid, int nth) {
 // slice barriers cost most where a slice is little work per thread), rows otherwise, if every
 // part gets two row panels.  With K <= kBandMaxK (products bound by writing C) columns only
 // when N >= 8 M: column parts share C's lines at their boundaries on every row, which costs
-// most where rows are short (250x227x25 -57% as columns, 533x855x32 -6%, 300x1500x8 A^T
-// -10%); with N >= 8 M they were faster than rows (1 A/B: 60x2000x10 +39%, 99x3117x5 A^T B^T
+// most where rows are short (250x227x25 -57% as columns, 533x855x32 -6% and -35% in two
+// runs, 300x1500x8 A^T -10%); with N >= 8 M they were faster than rows (1 A/B: 60x2000x10 +39%, 99x3117x5 A^T B^T
 // +12%, 150x4000x24 B^T +7%, 200x2000x16 +6%, 169x3211x19 A^T +3%, 100x1000x20 +2%).  3
 // panels per part: 66x214x812 A^T B^T +4-5% as columns against rows (7 panels; at 5 panels
 // 212x160x184 A^T rows were 14% faster, 286x134x1855 B^T even).  A/B on Zen 5 at 2 threads
@@ -1265,7 +1265,7 @@ GemmParams private_part(const GemmParams& p, int split, int tid, int nth) {
 // 75x1674x3746 A^T 0.82 -> 1.03x, 451x2882x2502 A^T 0.89 -> 1.00x, 392x780x2165 A^T 0.92 ->
 // 1.02x, 184x1462x1313 A^T B^T 0.95 -> 1.08x, 71x1613x500 1.11 -> 1.54x (columns); in later
 // minutes 40x768x3072 +87%, 64x3072x768 +55%, 96x768x768 A^T +45%, 64x50257x768 B^T +25%,
-// 160x4096x512 +15%, 533x855x32 +6% (rows; as columns -37%), but row-major B with long K
+// 160x4096x512 +15%, 533x855x32 +6% (rows), but row-major B with long K
 // -3..-10% as columns (75x1674x3746 A^T, 189x1380x1302 A^T: each part reads half of every
 // row of B, which the hardware prefetch streams handle worse), still 1.03-1.18x numpy.  The
 // team keeps products with too few rows for row parts (fewer than 2 * MR per thread) and too
@@ -1323,6 +1323,8 @@ bool split_tail(const GemmParams& p, Path path) {
 
 void gemm(const GemmParams& p) {
   if (p.batch <= 0 || p.M <= 0 || p.N <= 0) return;
+  const Path path = choose_path(p);
+  if (split_tail(p, path)) return;   // its two products size their own threads and buffers
   const double work = double(p.M) * double(p.N) * double(p.K > 0 ? p.K : 1);
   int nth = p.nthreads < 1 ? 1 : p.nthreads;
   const double total = work * double(p.batch);
@@ -1330,8 +1332,6 @@ void gemm(const GemmParams& p) {
   i64 bpack_floats = 2 * slice_floats(round_up(b_block_cols(p.N), NR));   // two slice buffers
   const i64 gemv_floats = 2 * round_up(p.M > p.N ? p.M : p.N, 16);   // gemv partial sums (split K)
   if (bpack_floats < gemv_floats) bpack_floats = gemv_floats;
-  const Path path = choose_path(p);
-  if (split_tail(p, path)) return;
   if (path == Path::kSmall && p.b_cs != 1 && bpack_floats < round_up(p.N, NR) * p.K)   // gemm_small packs all of B
     bpack_floats = round_up(p.N, NR) * p.K;
 
