@@ -8,7 +8,8 @@
 // micro-kernel over it.  Transposes and arbitrary numpy strides are absorbed by the packing,
 // so A^T B and A B^T run at the speed of A B.  Matrix-vector products (M == 1 or N == 1) skip
 // packing: they are memory bound and stream the matrix once.  Small products (every dimension
-// <= 128) skip packing A, whose cost there is comparable to the arithmetic (gemm_small); so do
+// <= 128) skip packing A, whose cost there is comparable to the arithmetic (gemm_small; on
+// AVX-512 in 6 x 64 tiles where B is row-major and 64+ wide, gemm_small_wide); so do
 // products of 2..8 columns (gemm_skinny: dot products of A rows with B columns; with A^T,
 // gemm_skinny_t: C's columns accumulated along A^T's contiguous rows), of 2..8 rows with B^T
 // (gemm_skinny_m), and, on AVX-512, products with a narrow column block (A read in place by the
@@ -677,13 +678,13 @@ IRF_INLINE void small_k_loop(vf (&acc)[R][NV], i64 K, const float* a, i64 a_rs, 
                              const float* b, i64 b_rs, int last) {
   for (i64 k = 0; k < K; ++k) {
     vf bv[NV];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v)
       bv[v] = (FULL || v < NV - 1) ? vload(b + v * W) : vload_part(b + v * W, last);
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       const vf av = vset1(a[r * a_rs]);
-#pragma GCC unroll 2
+#pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[r][v] = vfma(av, bv[v], acc[r][v]);
     }
     a += a_cs;
@@ -697,19 +698,19 @@ void small_kernel(i64 K, const float* a, i64 a_rs, i64 a_cs, const float* b, i64
   vf acc[R][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[r][v] = vzero();
   const int last = nr - (NV - 1) * W;
   if (last == W) small_k_loop<R, NV, true>(acc, K, a, a_rs, a_cs, b, b_rs, last);
   else small_k_loop<R, NV, false>(acc, K, a, a_rs, a_cs, b, b_rs, last);
   auto ld = [&](const float* q, int v) { return (v < NV - 1 || last == W) ? vload(q + v * W) : vload_part(q + v * W, last); };
   vf bv[NV];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
   for (int v = 0; v < NV; ++v) bv[v] = bias ? ld(bias, v) : vzero();
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
     float* cr = c + r * ldc;
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
       vf x = vadd(acc[r][v], bv[v]);
       if (load_c) x = vadd(x, ld(cr, v));
@@ -738,10 +739,61 @@ bool strip_aliases(i64 ld, i64 K) {
   return K > 8 * (64 / g) / 2;           // 8 ways x (64 / gcd) sets, half of it
 }
 
+// Wide tiles for small products on AVX-512: kWideRows (6) rows x 4 vectors (64 columns), the
+// same 24 accumulators as the MR x NR (12 x 32) tile but 6 A broadcasts and 4 B loads per k
+// instead of 12 + 2 (10 loads for 24 FMAs, not 14), B rows read in place.  Zen 4 (one 512-bit
+// FMA per cycle, 2-cycle AVX-512 loads) ran the 12 x 32 tile at 85-90% of peak on these
+// shapes, the wide one at 93-99%.  For row-major B (gemm_small packs B^T into NR panels) of
+// 64+ columns, every dimension <= kSmallDim, and not an A^T whose K lines alias (gemm_small
+// copies that A in NR-tile order); with M <= MR only when 6 divides M (8 rows as 6 + 2 was 20%
+// slower than one 8-row tile).  A/B on Zen 4 (AVX-512), 1 / 2 threads, 12 x 32 -> wide: 64^3
+// +12% / +13% (0.97 -> 1.10x numpy), 96^3 +13% / +7% (0.90 -> 1.02x at 1 thread), 127^3 +11%,
+// 65^3 +12%, 36x128x600 +13% / +43%, 24x128x2000 +17% / +11%, 12x64x2048 +29%, 64x70x256 +11%.
+// Contiguous B of such products also stays here where its row stride aliases in L1
+// (strided_b_rows, choose_path), since a 64-column strip of it is most of each row: 64x64x128
+// blocked -> wide +13% (0.94 -> 1.06x numpy), 128^3 +4.5% / +7%, 100x128x300 +10% / +42%,
+// 128x64x1000 +6% / +14%, 64x128x2048 +26%, 50x96x1000 +17%.  Not timed on Zen 5 (no such
+// machine this session).
+constexpr int kWideRows = MR / 2;
+constexpr i64 kWideCols = 4 * W;
+bool wide_tiles(const GemmParams& p) {
+  return MR >= 12 && p.b_cs == 1 && p.N >= kWideCols && small_product(p.M, p.N, p.K) &&
+         (p.M > MR || p.M % kWideRows == 0) && (p.a_cs == 1 || !strip_aliases(p.a_cs, p.K));
+}
+
+template <int R>
+SmallKernel wide_kernel_for(int rows, int nv) {
+  switch (nv) {
+    case 4: return small_kernel_for<R, 4>(rows);
+    case 3: return small_kernel_for<R, 3>(rows);
+    case 2: return small_kernel_for<R, 2>(rows);
+    default: return small_kernel_for<R, 1>(rows);
+  }
+}
+
+// gemm_small's product in wide tiles, row panels of kWideRows split over the team (every
+// result the same for any nth).
+void gemm_small_wide(const GemmParams& p, const float* A, const float* B, float* C, int tid, int nth) {
+  const i64 M = p.M, N = p.N, ldc = p.ldc;
+  i64 lo, hi;
+  split_range(ceil_div(M, kWideRows), tid, nth, lo, hi);
+  for (i64 j0 = 0; j0 < N; j0 += kWideCols) {
+    const int nr = int((N - j0 < kWideCols) ? N - j0 : kWideCols);
+    const float* bias = p.bias ? p.bias + j0 : nullptr;
+    for (i64 ip = lo; ip < hi; ++ip) {
+      const i64 i0 = ip * kWideRows;
+      const int rows = int((M - i0 < kWideRows) ? M - i0 : kWideRows);
+      wide_kernel_for<kWideRows>(rows, int(ceil_div(nr, W)))(p.K, A + i0 * p.a_rs, p.a_rs, p.a_cs, B + j0, p.b_rs,
+                                                             nr, C + i0 * ldc + j0, ldc, p.accumulate, bias);
+    }
+  }
+}
+
 // C = op(A) op(B) (+ C) (+ bias) for one small product; row panels of MR split over the team
 // (the panels, and so every result, do not depend on nth).
 void gemm_small(const GemmParams& p, const float* A, const float* B, float* C, int tid, int nth, float* bpack) {
   const i64 M = p.M, N = p.N, K = p.K, ldc = p.ldc;
+  if (wide_tiles(p) && ceil_div(M, MR) >= nth) return gemm_small_wide(p, A, B, C, tid, nth);
   const bool pack_b = p.b_cs != 1;   // (row-major B at an aliasing stride: see choose_path)
   i64 lo, hi;
   if (pack_b) {
@@ -912,7 +964,7 @@ Path choose_path(const GemmParams& p) {
   // 64x70x256 +1%, 64x64x256 -5%; with 2-3 row panels gemm_small stayed faster (24x128x2000
   // -10%, 36x128x600 -19%, 36x100x600 -15% as blocked).  gemm_small itself packed such a B
   // for 96+ rows before; packing it there for fewer rows was slower (36x128x600 -28%).
-  const bool strided_b_rows = M >= 48 && p.b_cs == 1 && strip_aliases(p.b_rs, K);
+  const bool strided_b_rows = M >= 48 && p.b_cs == 1 && strip_aliases(p.b_rs, K) && !(wide_tiles(p) && p.b_rs == N);
   if ((small_product(M, N, K) && !strided_b_rows) ||
       (M <= MR && p.b_cs == 1 && (K <= 1024 || p.b_rs % 1024 != 0)))
     return Path::kSmall;
