@@ -619,12 +619,15 @@ def test_small_strided_b_rows(rng, threads, m, ta):
 
 
 # Small products with row-major B of 64-128 columns run in 6 x 64 tiles on AVX-512
-# (gemm_small_wide): last tiles of 1-4 vectors with partial lanes (N = 65, 79, 96, 100, 128),
+# (gemm_small_wide), and those of at most 128 rows with wider B and K <= 768 (column strips
+# split over the team when there are 2+ per thread): last tiles of 1-4 vectors with partial
+# lanes (N = 65, 79, 96, 100, 128, 200, 333, 1000),
 # row panels of 1-6 rows, M <= MR only when 6 divides it (8 rows keep the 12 x 32 tile), a
 # contiguous B whose row stride aliases in L1 (64x64x128: small, not blocked), reversed and
 # strided A, A^T; float64 result and the same bits at 1-3 threads.
 @pytest.mark.parametrize("m,n,k", [(6, 64, 300), (12, 65, 1), (8, 128, 77), (13, 79, 7), (17, 96, 256),
-                                   (64, 64, 128), (61, 100, 33), (127, 128, 129), (100, 113, 2000)])
+                                   (64, 64, 128), (61, 100, 33), (127, 128, 129), (100, 113, 2000),
+                                   (16, 768, 768), (13, 200, 300), (128, 1000, 65), (6, 333, 768)])
 @pytest.mark.parametrize("ta", [False, True])
 def test_small_wide_tiles(isa, rng, threads, m, n, k, ta):
     a, b = operands(rng, m, n, k, ta, False)

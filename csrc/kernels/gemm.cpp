@@ -776,7 +776,9 @@ bool strip_aliases(i64 ld, i64 K) {
 // instead of 12 + 2 (10 loads for 24 FMAs, not 14), B rows read in place.  Zen 4 (one 512-bit
 // FMA per cycle, 2-cycle AVX-512 loads) ran the 12 x 32 tile at 85-90% of peak on these
 // shapes, the wide one at 93-99%.  For row-major B (gemm_small packs B^T into NR panels) of
-// 64+ columns, every dimension <= kSmallDim, and not an A^T whose K lines alias (gemm_small
+// 64+ columns, every dimension <= kSmallDim or (wider B) M <= kSmallDim with K <= kWideMaxK
+// (a 64-column strip of B, 192 KiB, stays in L2 while every row panel reads it), and not an
+// A^T whose K lines alias (gemm_small
 // copies that A in NR-tile order); with M <= MR only when 6 divides M (8 rows as 6 + 2 was 20%
 // slower than one 8-row tile).  A/B on Zen 4 (AVX-512), 1 / 2 threads, 12 x 32 -> wide: 64^3
 // +12% / +13% (0.97 -> 1.10x numpy), 96^3 +13% / +7% (0.90 -> 1.02x at 1 thread), 127^3 +11%,
@@ -784,12 +786,18 @@ bool strip_aliases(i64 ld, i64 K) {
 // Contiguous B of such products also stays here where its row stride aliases in L1
 // (strided_b_rows, choose_path), since a 64-column strip of it is most of each row: 64x64x128
 // blocked -> wide +13% (0.94 -> 1.06x numpy), 128^3 +4.5% / +7%, 100x128x300 +10% / +42%,
-// 128x64x1000 +6% / +14%, 64x128x2048 +26%, 50x96x1000 +17%.  Not timed on Zen 5 (no such
-// machine this session).
+// 128x64x1000 +6% / +14%, 64x128x2048 +26%, 50x96x1000 +17%.  Wider B (blocked before,
+// which packed all of B for few rows), paired A/B 1 / 2 threads: 16x768x768 +61% / +42%
+// (0.94 -> 1.53x numpy), 13x768x768 +81%, 30x2000x500 +31%, 64x3072x768 +12% / +20%,
+// 128x3072x768 +11% / +8%, 64x50257x768 (an LM head for 64 tokens) +14% / +20%, 96x768x768
+// +9% / +8%; at K = 1024 mixed (100x4096x1024 +6% / -11%), at K = 2048-3072 slower
+// (128x768x2048 -8%, 24x4096x1024 -4%), hence kWideMaxK.  Not timed on Zen 5.
 constexpr int kWideRows = MR / 2;
 constexpr i64 kWideCols = 4 * W;
+constexpr i64 kWideMaxK = 768;
 bool wide_tiles(const GemmParams& p) {
-  return MR >= 12 && p.b_cs == 1 && p.N >= kWideCols && small_product(p.M, p.N, p.K) &&
+  return MR >= 12 && p.b_cs == 1 && p.N >= kWideCols && p.M <= kSmallDim &&
+         p.K <= (p.N <= kSmallDim ? kSmallMaxK : kWideMaxK) &&
          (p.M > MR || p.M % kWideRows == 0) && (p.a_cs == 1 || !strip_aliases(p.a_cs, p.K));
 }
 
@@ -803,13 +811,17 @@ SmallKernel wide_kernel_for(int rows, int nv) {
   }
 }
 
-// gemm_small's product in wide tiles, row panels of kWideRows split over the team (every
-// result the same for any nth).
+// gemm_small's product in wide tiles, 64-column strips of B outermost (a strip, K x 64, stays
+// in L2 for all row panels).  The team splits the strips when there are 2+ per thread (each
+// thread then streams only its share of B), else the row panels; every tile runs the same
+// kernel whatever the split, so results do not depend on nth.
 void gemm_small_wide(const GemmParams& p, const float* A, const float* B, float* C, int tid, int nth) {
   const i64 M = p.M, N = p.N, ldc = p.ldc;
-  i64 lo, hi;
-  split_range(ceil_div(M, kWideRows), tid, nth, lo, hi);
-  for (i64 j0 = 0; j0 < N; j0 += kWideCols) {
+  const i64 strips = ceil_div(N, kWideCols), rpan = ceil_div(M, kWideRows);
+  i64 s_lo = 0, s_hi = strips, lo = 0, hi = rpan;
+  if (strips >= 2 * nth || rpan < nth) split_range(strips, tid, nth, s_lo, s_hi);
+  else split_range(rpan, tid, nth, lo, hi);
+  for (i64 j0 = s_lo * kWideCols; j0 < s_hi * kWideCols && j0 < N; j0 += kWideCols) {
     const int nr = int((N - j0 < kWideCols) ? N - j0 : kWideCols);
     const float* bias = p.bias ? p.bias + j0 : nullptr;
     for (i64 ip = lo; ip < hi; ++ip) {
@@ -825,7 +837,7 @@ void gemm_small_wide(const GemmParams& p, const float* A, const float* B, float*
 // (the panels, and so every result, do not depend on nth).
 void gemm_small(const GemmParams& p, const float* A, const float* B, float* C, int tid, int nth, float* bpack) {
   const i64 M = p.M, N = p.N, K = p.K, ldc = p.ldc;
-  if (wide_tiles(p) && ceil_div(M, MR) >= nth) return gemm_small_wide(p, A, B, C, tid, nth);
+  if (wide_tiles(p)) return gemm_small_wide(p, A, B, C, tid, nth);
   const bool pack_b = p.b_cs != 1;   // (row-major B at an aliasing stride: see choose_path)
   i64 lo, hi;
   if (pack_b) {
@@ -997,7 +1009,7 @@ Path choose_path(const GemmParams& p) {
   // -10%, 36x128x600 -19%, 36x100x600 -15% as blocked).  gemm_small itself packed such a B
   // for 96+ rows before; packing it there for fewer rows was slower (36x128x600 -28%).
   const bool strided_b_rows = M >= 48 && p.b_cs == 1 && strip_aliases(p.b_rs, K) && !(wide_tiles(p) && p.b_rs == N);
-  if ((small_product(M, N, K) && !strided_b_rows) ||
+  if (((small_product(M, N, K) || wide_tiles(p)) && !strided_b_rows) ||
       (M <= MR && p.b_cs == 1 && (K <= 1024 || p.b_rs % 1024 != 0)))
     return Path::kSmall;
   const bool skinny_copy_ok = double(N) * double(K) <= kSkinnyMaxCopy;
