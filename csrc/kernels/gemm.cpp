@@ -778,9 +778,8 @@ bool strip_aliases(i64 ld, i64 K) {
 // shapes, the wide one at 93-99%.  For row-major B (gemm_small packs B^T into NR panels) of
 // 64+ columns, every dimension <= kSmallDim or (wider B) M <= kSmallDim with K <= kWideMaxK
 // (a 64-column strip of B, 192 KiB, stays in L2 while every row panel reads it), and not an
-// A^T whose K lines alias (gemm_small
-// copies that A in NR-tile order); with M <= MR only when 6 divides M (8 rows as 6 + 2 was 20%
-// slower than one 8-row tile).  A/B on Zen 4 (AVX-512), 1 / 2 threads, 12 x 32 -> wide: 64^3
+// A^T whose K lines alias (gemm_small copies that A in NR-tile order); with M <= MR only when
+// 6 divides M (8 rows as 6 + 2 was 20% slower than one 8-row tile).  A/B on Zen 4 (AVX-512), 1 / 2 threads, 12 x 32 -> wide: 64^3
 // +12% / +13% (0.97 -> 1.10x numpy), 96^3 +13% / +7% (0.90 -> 1.02x at 1 thread), 127^3 +11%,
 // 65^3 +12%, 36x128x600 +13% / +43%, 24x128x2000 +17% / +11%, 12x64x2048 +29%, 64x70x256 +11%.
 // Contiguous B of such products also stays here where its row stride aliases in L1
