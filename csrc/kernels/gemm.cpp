@@ -789,7 +789,9 @@ bool strip_aliases(i64 ld, i64 K) {
 // which packed all of B for few rows), paired A/B 1 / 2 threads: 16x768x768 +61% / +42%
 // (0.94 -> 1.53x numpy), 13x768x768 +81%, 30x2000x500 +31%, 64x3072x768 +12% / +20%,
 // 128x3072x768 +11% / +8%, 64x50257x768 (an LM head for 64 tokens) +14% / +20%, 96x768x768
-// +9% / +8%; at K = 1024 mixed (100x4096x1024 +6% / -11%), at K = 2048-3072 slower
+// +9% / +8%.  An A^T of at most 16 floats per k (K lines contiguous, strip_aliases counts
+// only their number) takes them too: 16x768x768 A^T 0.92 -> 1.52x numpy, 16x64x1000 A^T +17%,
+// 16x128x2000 A^T +16%.  At K = 1024 mixed (100x4096x1024 +6% / -11%), at K = 2048-3072 slower
 // (128x768x2048 -8%, 24x4096x1024 -4%), hence kWideMaxK.  Not timed on Zen 5.
 constexpr int kWideRows = MR / 2;
 constexpr i64 kWideCols = 4 * W;
@@ -797,7 +799,7 @@ constexpr i64 kWideMaxK = 768;
 bool wide_tiles(const GemmParams& p) {
   return MR >= 12 && p.b_cs == 1 && p.N >= kWideCols && p.M <= kSmallDim &&
          p.K <= (p.N <= kSmallDim ? kSmallMaxK : kWideMaxK) &&
-         (p.M > MR || p.M % kWideRows == 0) && (p.a_cs == 1 || !strip_aliases(p.a_cs, p.K));
+         (p.M > MR || p.M % kWideRows == 0) && (p.a_cs == 1 || p.a_cs <= kLineFloats || !strip_aliases(p.a_cs, p.K));
 }
 
 template <int R>
