@@ -1009,8 +1009,9 @@ Path choose_path(const GemmParams& p) {
   // 64x70x256 +1%, 64x64x256 -5%; with 2-3 row panels gemm_small stayed faster (24x128x2000
   // -10%, 36x128x600 -19%, 36x100x600 -15% as blocked).  gemm_small itself packed such a B
   // for 96+ rows before; packing it there for fewer rows was slower (36x128x600 -28%).
-  const bool strided_b_rows = M >= 48 && p.b_cs == 1 && strip_aliases(p.b_rs, K) && !(wide_tiles(p) && p.b_rs == N);
-  if (((small_product(M, N, K) || wide_tiles(p)) && !strided_b_rows) ||
+  const bool wide = wide_tiles(p);
+  const bool strided_b_rows = M >= 48 && p.b_cs == 1 && strip_aliases(p.b_rs, K) && !(wide && p.b_rs == N);
+  if (((small_product(M, N, K) || wide) && !strided_b_rows) ||
       (M <= MR && p.b_cs == 1 && (K <= 1024 || p.b_rs % 1024 != 0)))
     return Path::kSmall;
   const bool skinny_copy_ok = double(N) * double(K) <= kSkinnyMaxCopy;
