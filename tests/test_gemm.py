@@ -608,6 +608,18 @@ def test_small_aliasing_a_is_copied(rng, threads, m, n, k):
         check_accumulate_bias_threads(rng, threads, a, b, True, False, counts=(1, 2, 3), plain=True)
 
 
+# A^T whose k lines alias (a_cs 64, 1024, 2048) with 129+ row-major B columns: copied per
+# 6-row panel by each thread for the wide tiles (gemm_small_wide), last panels of 1-5 rows, 12
+# rows (M <= MR), strips or panels split over the team: float64 result, same bits at 1-3
+# threads.  (The copy reads A[i*a_rs + k*a_cs]; a wrong panel offset or row count fails here.)
+@pytest.mark.parametrize("m,n,k,lda", [(64, 200, 300, 64), (61, 333, 129, 1024), (31, 130, 700, 2048),
+                                       (12, 300, 260, 2048), (97, 257, 768, 1024)])
+def test_small_wide_aliasing_a_copied(rng, threads, m, n, k, lda):
+    base = rng.standard_normal((k, lda)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    check_accumulate_bias_threads(rng, threads, base[:, :m], b, True, False, counts=(1, 2, 3), plain=True)
+
+
 # Small products of 48+ rows whose B rows are 1024 floats apart take the blocked path (B
 # packed once), 24 rows stay on gemm_small: float64 result, same bits at 1-3 threads.
 @pytest.mark.parametrize("m,ta", [(87, True), (60, False), (24, False), (120, True)])

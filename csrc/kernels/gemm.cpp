@@ -777,8 +777,8 @@ bool strip_aliases(i64 ld, i64 K) {
 // FMA per cycle, 2-cycle AVX-512 loads) ran the 12 x 32 tile at 85-90% of peak on these
 // shapes, the wide one at 93-99%.  For row-major B (gemm_small packs B^T into NR panels) of
 // 64+ columns, every dimension <= kSmallDim or (wider B) M <= kSmallDim with K <= kWideMaxK
-// (a 64-column strip of B, 192 KiB, stays in L2 while every row panel reads it), and not an
-// A^T whose K lines alias (gemm_small copies that A in NR-tile order); with M <= MR only when
+// (a 64-column strip of B, 192 KiB, stays in L2 while every row panel reads it), an A^T whose
+// K lines alias only with wider B (below); with M <= MR only when
 // 6 divides M (8 rows as 6 + 2 was 20% slower than one 8-row tile).  A/B on Zen 4 (AVX-512), 1 / 2 threads, 12 x 32 -> wide: 64^3
 // +12% / +13% (0.97 -> 1.10x numpy), 96^3 +13% / +7% (0.90 -> 1.02x at 1 thread), 127^3 +11%,
 // 65^3 +12%, 36x128x600 +13% / +43%, 24x128x2000 +17% / +11%, 12x64x2048 +29%, 64x70x256 +11%.
@@ -796,10 +796,20 @@ bool strip_aliases(i64 ld, i64 K) {
 constexpr int kWideRows = MR / 2;
 constexpr i64 kWideCols = 4 * W;
 constexpr i64 kWideMaxK = 768;
+// An A^T whose K lines alias (strip_aliases: a_cs a multiple of 1-2+ KiB, e.g. X^T of X with
+// 64 columns) is copied per 6-row panel, k-major (wide_pack_a, gemm_small_wide): read in
+// place, each tile fetched its 768+ A lines from L2 next to B's.  Only for N > kSmallDim
+// (the blocked path took those before): with 128 columns the copy did not pay (128^3 A^T
+// -6%, so gemm_small's 12 x 32 tiles with its own A copy stay).  A/B on Zen 4, 1 thread
+// (blocked -> wide + copy): 64x3072x768 A^T 0.94 -> 1.15x numpy, 128x3072x768 A^T 0.99 ->
+// 1.09x, 32x768x768 A^T 1.04 -> 1.20x, 48x512x512 A^T 1.05 -> 1.24x, 96x256x768 A^T +4%;
+// 2 threads 64x3072x768 A^T 0.94-1.02 -> 1.06-1.09x, 32x768x768 A^T 1.08 -> 1.28-1.33x.
+// Copying A^T that does not alias lost (100x768x768 A^T -9%, 24x128x2000 -30%).
+bool wide_pack_a(const GemmParams& p) { return p.a_cs != 1 && p.a_cs > kLineFloats && strip_aliases(p.a_cs, p.K); }
 bool wide_tiles(const GemmParams& p) {
   return MR >= 12 && p.b_cs == 1 && p.N >= kWideCols && p.M <= kSmallDim &&
-         p.K <= (p.N <= kSmallDim ? kSmallMaxK : kWideMaxK) &&
-         (p.M > MR || p.M % kWideRows == 0) && (p.a_cs == 1 || p.a_cs <= kLineFloats || !strip_aliases(p.a_cs, p.K));
+         p.K <= (p.N <= kSmallDim ? kSmallMaxK : kWideMaxK) && (p.M > MR || p.M % kWideRows == 0) &&
+         (p.N > kSmallDim || !wide_pack_a(p));
 }
 
 template <int R>
@@ -815,20 +825,45 @@ SmallKernel wide_kernel_for(int rows, int nv) {
 // gemm_small's product in wide tiles, 64-column strips of B outermost (a strip, K x 64, stays
 // in L2 for all row panels).  The team splits the strips when there are 2+ per thread (each
 // thread then streams only its share of B), else the row panels; every tile runs the same
-// kernel whatever the split, so results do not depend on nth.
+// kernel whatever the split, so results do not depend on nth.  An aliasing A^T (wide_pack_a)
+// is first copied by each thread, its own row panels only, 6 floats per k (a_cs = 6).
 void gemm_small_wide(const GemmParams& p, const float* A, const float* B, float* C, int tid, int nth) {
   const i64 M = p.M, N = p.N, ldc = p.ldc;
   const i64 strips = ceil_div(N, kWideCols), rpan = ceil_div(M, kWideRows);
   i64 s_lo = 0, s_hi = strips, lo = 0, hi = rpan;
   if (strips >= 2 * nth || rpan < nth) split_range(strips, tid, nth, s_lo, s_hi);
   else split_range(rpan, tid, nth, lo, hi);
+  const float* a = A;
+  i64 a_rs = p.a_rs, a_cs = p.a_cs, a_ps = kWideRows * p.a_rs, p0 = 0;   // panel ip at a + (ip - p0) * a_ps
+  if (wide_pack_a(p)) {
+    const i64 K = p.K, r0 = lo * kWideRows, r1 = (hi * kWideRows < M) ? hi * kWideRows : M;
+    float* ap = static_cast<float*>(workspace(kWsPackA, sizeof(float) * ((hi - lo) * kWideRows * K + 16)));
+    for (i64 i0 = r0; i0 < r1; i0 += kWideRows) {
+      float* dst = ap + (i0 - r0) * K;
+      const float* src = A + i0 * p.a_rs;
+      if (r1 - i0 >= kWideRows) {
+        for (i64 k = 0; k < K; ++k, dst += kWideRows, src += p.a_cs)
+#pragma GCC unroll 8
+          for (int r = 0; r < kWideRows; ++r) dst[r] = src[r * p.a_rs];
+      } else {
+        const int rows = int(r1 - i0);
+        for (i64 k = 0; k < K; ++k, dst += kWideRows, src += p.a_cs)
+          for (int r = 0; r < rows; ++r) dst[r] = src[r * p.a_rs];
+      }
+    }
+    a = ap;
+    p0 = lo;
+    a_rs = 1;
+    a_cs = kWideRows;
+    a_ps = kWideRows * K;
+  }
   for (i64 j0 = s_lo * kWideCols; j0 < s_hi * kWideCols && j0 < N; j0 += kWideCols) {
     const int nr = int((N - j0 < kWideCols) ? N - j0 : kWideCols);
     const float* bias = p.bias ? p.bias + j0 : nullptr;
     for (i64 ip = lo; ip < hi; ++ip) {
       const i64 i0 = ip * kWideRows;
       const int rows = int((M - i0 < kWideRows) ? M - i0 : kWideRows);
-      wide_kernel_for<kWideRows>(rows, int(ceil_div(nr, W)))(p.K, A + i0 * p.a_rs, p.a_rs, p.a_cs, B + j0, p.b_rs,
+      wide_kernel_for<kWideRows>(rows, int(ceil_div(nr, W)))(p.K, a + (ip - p0) * a_ps, a_rs, a_cs, B + j0, p.b_rs,
                                                              nr, C + i0 * ldc + j0, ldc, p.accumulate, bias);
     }
   }
