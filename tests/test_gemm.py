@@ -620,6 +620,19 @@ def test_small_wide_aliasing_a_copied(rng, threads, m, n, k, lda):
     check_accumulate_bias_threads(rng, threads, base[:, :m], b, True, False, counts=(1, 2, 3), plain=True)
 
 
+# 2..12 rows with a large row-major B (16+ MiB, or 4+ MiB with a row stride a multiple of
+# 1024 floats) stream B in blocks of 12 rows (gemm_rows_stream): K not a multiple of 12,
+# partial last tiles and vectors, 7-12 rows in two panels, a B view with wider rows, A^T;
+# float64 result and the same bits at 1-3 threads, accumulate and bias (added once, not per block).
+@pytest.mark.parametrize("m,n,k,ldb,ta", [(2, 1024, 1100, 1024, False), (5, 1030, 4100, 1030, True),
+                                          (7, 2048, 515, 2048, False), (12, 1000, 1100, 2048, True),
+                                          (3, 4100, 1030, 4100, False)])
+def test_rows_stream(rng, threads, m, n, k, ldb, ta):
+    b = rng.standard_normal((k, ldb)).astype(np.float32)[:, :n]
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+    check_accumulate_bias_threads(rng, threads, a, b, ta, False, counts=(1, 2, 3), plain=True)
+
+
 # Small products of 48+ rows whose B rows are 1024 floats apart take the blocked path (B
 # packed once), 24 rows stay on gemm_small: float64 result, same bits at 1-3 threads.
 @pytest.mark.parametrize("m,ta", [(87, True), (60, False), (24, False), (120, True)])

@@ -869,10 +869,56 @@ void gemm_small_wide(const GemmParams& p, const float* A, const float* B, float*
   }
 }
 
+// Products of 2..MR rows with a large row-major B (a decoding step of a few sequences through
+// a big layer): B streamed once in blocks of kStreamRows rows, each block swept left to right
+// in 64-column tiles (6 x 64 / R x 64 register tiles, C loaded and stored once per block), so
+// that B is read as kStreamRows long contiguous row streams.  gemm_small's column tiles read
+// each K-row strip of B (128-256 bytes per row) from top to bottom instead: from memory or L3
+// that ran at 5-8 GB/s where whole rows stream at 18-24.  For B of 16+ MiB, or of 4+ MiB
+// with a row stride that is a multiple of 1024 floats (each strip in one L1 set: the column
+// tiles' worst case).  A/B on Zen 4, 1 / 2 threads, gemm_small or blocked -> stream:
+// 4x4096x4096 11.3 -> 28.5 / 24.8 -> 40.3 GFLOP/s (numpy 11.0 / 19.1), 2x4096x4096 5.8 ->
+// 15.4 / 12.2 -> 26.5, 4x4096x1024 17 -> 60-67 / 25 -> 68-88 (numpy 16 / 26.5), 8x4096x1024
+// 20 -> 50-57 / 29 -> 70-95 (numpy 28 / 44), 6x2048x2048 31 -> 59-84 / 48 -> 70-96,
+// 4x768x3072 30-35 -> 59 (1 thread; 2 threads with B hot in L3 79 -> 60, numpy 37), and
+// through 12 GPT-2 layers' weights (85 MB, B from memory as when decoding) M = 4 / 8 +75% /
+// +45% at 1 thread, +58% / +79% at 2.  12 rows per block: 8 suited B from memory (fewer
+// streams), 16-32 B from L3 (fewer C round trips).  Results do not depend on nth (the team
+// splits the column tiles; every tile sums its blocks in the same order).
+constexpr i64 kStreamRows = 12;
+bool rows_stream(const GemmParams& p) {
+  if (MR < 12 || p.M < 2 || p.M > MR || p.b_cs != 1 || p.N < kWideCols) return false;
+  const double bsize = double(p.K) * double(p.N);
+  return bsize >= double(4 << 20) || (bsize >= double(1 << 20) && p.b_rs % 1024 == 0);
+}
+void gemm_rows_stream(const GemmParams& p, const float* A, const float* B, float* C, int tid, int nth) {
+  const i64 M = p.M, N = p.N, K = p.K, ldc = p.ldc, KB = kStreamRows;
+  const i64 tiles = ceil_div(N, kWideCols);
+  i64 t_lo, t_hi;
+  split_range(tiles, tid, nth, t_lo, t_hi);
+  for (i64 k0 = 0; k0 < K; k0 += KB) {
+    const i64 kb = (K - k0 < KB) ? K - k0 : KB;
+    const bool first = k0 == 0;
+    const bool load_c = !first || p.accumulate;
+    for (i64 t = t_lo; t < t_hi; ++t) {
+      const i64 j0 = t * kWideCols;
+      const int nr = int((N - j0 < kWideCols) ? N - j0 : kWideCols);
+      const float* bias = (first && p.bias) ? p.bias + j0 : nullptr;
+      for (i64 i0 = 0; i0 < M; i0 += kWideRows) {
+        const int rows = int((M - i0 < kWideRows) ? M - i0 : kWideRows);
+        wide_kernel_for<kWideRows>(rows, int(ceil_div(nr, W)))(kb, A + i0 * p.a_rs + k0 * p.a_cs, p.a_rs, p.a_cs,
+                                                               B + k0 * p.b_rs + j0, p.b_rs, nr, C + i0 * ldc + j0,
+                                                               ldc, load_c, bias);
+      }
+    }
+  }
+}
+
 // C = op(A) op(B) (+ C) (+ bias) for one small product; row panels of MR split over the team
 // (the panels, and so every result, do not depend on nth).
 void gemm_small(const GemmParams& p, const float* A, const float* B, float* C, int tid, int nth, float* bpack) {
   const i64 M = p.M, N = p.N, K = p.K, ldc = p.ldc;
+  if (rows_stream(p)) return gemm_rows_stream(p, A, B, C, tid, nth);
   if (wide_tiles(p)) return gemm_small_wide(p, A, B, C, tid, nth);
   const bool pack_b = p.b_cs != 1;   // (row-major B at an aliasing stride: see choose_path)
   i64 lo, hi;
@@ -1044,6 +1090,7 @@ Path choose_path(const GemmParams& p) {
   // 64x70x256 +1%, 64x64x256 -5%; with 2-3 row panels gemm_small stayed faster (24x128x2000
   // -10%, 36x128x600 -19%, 36x100x600 -15% as blocked).  gemm_small itself packed such a B
   // for 96+ rows before; packing it there for fewer rows was slower (36x128x600 -28%).
+  if (rows_stream(p)) return Path::kSmall;
   const bool wide = wide_tiles(p);
   const bool strided_b_rows = M >= 48 && p.b_cs == 1 && strip_aliases(p.b_rs, K) && !(wide && p.b_rs == N);
   if (((small_product(M, N, K) || wide) && !strided_b_rows) ||
