@@ -889,7 +889,7 @@ constexpr i64 kStreamRows = 12;
 bool rows_stream(const GemmParams& p) {
   if (MR < 12 || p.M < 2 || p.M > MR || p.b_cs != 1 || p.N < kWideCols) return false;
   const double bsize = double(p.K) * double(p.N);
-  return bsize >= double(4 << 20) || (bsize >= double(1 << 20) && p.b_rs % 1024 == 0);
+  return bsize >= double(4 << 20) || (bsize >= double(1 << 20) && (p.b_rs % 1024 == 0 || p.N >= 2048));
 }
 void gemm_rows_stream(const GemmParams& p, const float* A, const float* B, float* C, int tid, int nth) {
   const i64 M = p.M, N = p.N, K = p.K, ldc = p.ldc, KB = kStreamRows;
