@@ -805,7 +805,7 @@ constexpr i64 kWideMaxK = 768;
 // 1.09x, 32x768x768 A^T 1.04 -> 1.20x, 48x512x512 A^T 1.05 -> 1.24x, 96x256x768 A^T +4%;
 // 2 threads 64x3072x768 A^T 0.94-1.02 -> 1.06-1.09x, 32x768x768 A^T 1.08 -> 1.28-1.33x.
 // Copying A^T that does not alias lost (100x768x768 A^T -9%, 24x128x2000 -30%).
-bool wide_pack_a(const GemmParams& p) { return p.a_cs != 1 && p.a_cs > kLineFloats && strip_aliases(p.a_cs, p.K); }
+bool wide_pack_a(const GemmParams& p) { return p.a_cs > kLineFloats && strip_aliases(p.a_cs, p.K); }
 bool wide_tiles(const GemmParams& p) {
   return MR >= 12 && p.b_cs == 1 && p.N >= kWideCols && p.M <= kSmallDim &&
          p.K <= (p.N <= kSmallDim ? kSmallMaxK : kWideMaxK) && (p.M > MR || p.M % kWideRows == 0) &&
@@ -876,7 +876,9 @@ void gemm_small_wide(const GemmParams& p, const float* A, const float* B, float*
 // each K-row strip of B (128-256 bytes per row) from top to bottom instead: from memory or L3
 // that ran at 5-8 GB/s where whole rows stream at 18-24.  For B of 16+ MiB, or of 4+ MiB
 // with a row stride that is a multiple of 1024 floats (each strip in one L1 set: the column
-// tiles' worst case).  A/B on Zen 4, 1 / 2 threads, gemm_small or blocked -> stream:
+// tiles' worst case) or with 2048+ columns (GPT-2's 768x2304 / 768x3072 weights; with fewer,
+// each thread's row segments were short and at 2 threads gemm_small stayed faster with B in
+// L3).  A/B on Zen 4, 1 / 2 threads, gemm_small or blocked -> stream:
 // 4x4096x4096 11.3 -> 28.5 / 24.8 -> 40.3 GFLOP/s (numpy 11.0 / 19.1), 2x4096x4096 5.8 ->
 // 15.4 / 12.2 -> 26.5, 4x4096x1024 17 -> 60-67 / 25 -> 68-88 (numpy 16 / 26.5), 8x4096x1024
 // 20 -> 50-57 / 29 -> 70-95 (numpy 28 / 44), 6x2048x2048 31 -> 59-84 / 48 -> 70-96,
