@@ -621,12 +621,13 @@ def test_small_wide_aliasing_a_copied(rng, threads, m, n, k, lda):
 
 
 # 2..12 rows with a large row-major B (16+ MiB, or 4+ MiB with a row stride a multiple of
-# 1024 floats) stream B in blocks of 12 rows (gemm_rows_stream): K not a multiple of 12,
-# partial last tiles and vectors, 7-12 rows in two panels, a B view with wider rows, A^T;
+# 1024 floats) stream B in blocks of 8 rows (gemm_rows_stream), prefetching 2 blocks ahead:
+# K not a multiple of 8, K = 17 (the last prefetched block 1 row), partial last tiles and
+# vectors, 7-12 rows in two panels, a B view with wider rows, A^T;
 # float64 result and the same bits at 1-3 threads, accumulate and bias (added once, not per block).
 @pytest.mark.parametrize("m,n,k,ldb,ta", [(2, 1024, 1100, 1024, False), (5, 1030, 4100, 1030, True),
                                           (7, 2048, 515, 2048, False), (12, 1000, 1100, 2048, True),
-                                          (3, 4100, 1030, 4100, False)])
+                                          (3, 4100, 1030, 4100, False), (4, 65600, 17, 65600, True)])
 def test_rows_stream(rng, threads, m, n, k, ldb, ta):
     b = rng.standard_normal((k, ldb)).astype(np.float32)[:, :n]
     a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)

@@ -884,10 +884,21 @@ void gemm_small_wide(const GemmParams& p, const float* A, const float* B, float*
 // 20 -> 50-57 / 29 -> 70-95 (numpy 28 / 44), 6x2048x2048 31 -> 59-84 / 48 -> 70-96,
 // 4x768x3072 30-35 -> 59 (1 thread; 2 threads with B hot in L3 79 -> 60, numpy 37), and
 // through 12 GPT-2 layers' weights (85 MB, B from memory as when decoding) M = 4 / 8 +75% /
-// +45% at 1 thread, +58% / +79% at 2.  12 rows per block: 8 suited B from memory (fewer
-// streams), 16-32 B from L3 (fewer C round trips).  Results do not depend on nth (the team
-// splits the column tiles; every tile sums its blocks in the same order).
-constexpr i64 kStreamRows = 12;
+// +45% at 1 thread, +58% / +79% at 2.  Each tile prefetches (prefetcht1) its columns of the
+// block kStreamAhead blocks further down, so that B arrives in L2 a block sweep ahead: the
+// hardware streams alone left the reads of a tile and its FMAs unoverlapped (the more rows,
+// the lower the GB/s).  Blocks of 8 rows with it; without, 12 had been the compromise (8
+// suited B from memory, 16-32 B from L3).  A/B 12 rows, no prefetch -> 8 rows, 2 blocks
+// ahead, Zen 4 (contended memory that day: gemv read 21-25 GB/s): through 12 GPT-2 layers'
+// weights, 1 thread M = 2 / 4 / 8 / 12 +15-25% / +15-25% / +5-15% / +5-25% (3 runs), 2
+// threads +5% / +5-25% / +15-35% / +5-25%; 4x3072x4096 from memory 1 thread 14-17 -> 24-26
+// GB/s (M = 2, 4), M = 8 10-12 -> 14-15; with B hot in L3 (4x768x3072 over and over) -5..-15%
+// (1 thread 78-81 -> 70-75 GFLOP/s, 2 threads 115-140 -> 111-112).  prefetcht0 instead was
+// 10-30% slower than no prefetch; 1 block ahead or 6-row blocks a little slower; 12-row
+// blocks gained only 0-15% from it.  Results do not depend on nth (the team splits the column
+// tiles; every tile sums its blocks in the same order).
+constexpr i64 kStreamRows = 8;
+constexpr i64 kStreamAhead = 2;
 bool rows_stream(const GemmParams& p) {
   if (MR < 12 || p.M < 2 || p.M > MR || p.b_cs != 1 || p.N < kWideCols) return false;
   const double bsize = double(p.K) * double(p.N);
@@ -902,10 +913,14 @@ void gemm_rows_stream(const GemmParams& p, const float* A, const float* B, float
     const i64 kb = (K - k0 < KB) ? K - k0 : KB;
     const bool first = k0 == 0;
     const bool load_c = !first || p.accumulate;
+    const i64 kp = k0 + kStreamAhead * KB;
+    const i64 kn = (K - kp < KB) ? K - kp : KB;   // rows of the block prefetched (<= 0: none)
     for (i64 t = t_lo; t < t_hi; ++t) {
       const i64 j0 = t * kWideCols;
       const int nr = int((N - j0 < kWideCols) ? N - j0 : kWideCols);
       const float* bias = (first && p.bias) ? p.bias + j0 : nullptr;
+      for (i64 r = 0; r < kn; ++r)
+        for (int l = 0; l < nr; l += kLineFloats) __builtin_prefetch(B + (kp + r) * p.b_rs + j0 + l, 0, 2);
       for (i64 i0 = 0; i0 < M; i0 += kWideRows) {
         const int rows = int((M - i0 < kWideRows) ? M - i0 : kWideRows);
         wide_kernel_for<kWideRows>(rows, int(ceil_div(nr, W)))(kb, A + i0 * p.a_rs + k0 * p.a_cs, p.a_rs, p.a_cs,
