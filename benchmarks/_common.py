@@ -87,3 +87,22 @@ def interleaved_medians(fns: dict, threads: int, repeats: int, min_time: float =
                 f()
             times[name].append((time.perf_counter() - t0) / inner[name])
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def optional_torch():
+    """PyTorch, the optional baseline, or None when it is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def numpy_threads(n: int):
+    """A context in which numpy's BLAS uses n threads (threadpoolctl); a no-op without it."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import contextlib
+        return contextlib.nullcontext()
+    return threadpool_limits(n)

@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 
-from _common import cpu_model, interleaved_medians, rerun_without_openblas_env
+from _common import cpu_model, interleaved_medians, numpy_threads, optional_torch, rerun_without_openblas_env
 
 if __name__ == "__main__" and "--keep-openblas-env" not in sys.argv:
     rerun_without_openblas_env()
@@ -26,15 +26,7 @@ import numpy as np  # noqa: E402  (after the re-run above)
 
 import ironformer as irf  # noqa: E402
 
-try:
-    import torch
-except ImportError:  # torch is an optional baseline
-    torch = None
-
-try:
-    from threadpoolctl import threadpool_limits
-except ImportError:
-    threadpool_limits = None
+torch = optional_torch()
 
 # (K, N) of one GPT-2 small layer's row-major weights, in the order a forward pass uses them.
 LAYER = [(768, 2304), (768, 768), (768, 3072), (3072, 768)]
@@ -65,10 +57,7 @@ def main(argv=None):
         print(f"\n== {nt} thread(s)")
         print(f"{'rows':>4s} | {'irf':>6s} {'numpy':>6s} {'torch':>6s} GB/s | {'irf GFLOP/s':>11s} | "
               f"{'vs numpy':>8s} {'vs torch':>8s} | max rel err")
-        ctx = threadpool_limits(nt) if threadpool_limits else None
-        if ctx:
-            ctx.__enter__()
-        try:
+        with numpy_threads(nt):
             for m in args.rows:
                 xs = {k: rng.standard_normal((m, k), dtype=np.float32) for k, _ in LAYER}
                 outs = [np.empty((m, w.shape[1]), np.float32) for w in weights]
@@ -102,9 +91,6 @@ def main(argv=None):
                 r_t = med["torch"] / med["irf"] if torch is not None else float("nan")
                 print(f"{m:4d} | {bw['irf']:6.1f} {bw['numpy']:6.1f} {bw.get('torch', float('nan')):6.1f}      | "
                       f"{gflops:11.1f} | {med['numpy'] / med['irf']:7.2f}x {r_t:7.2f}x | {err:.1e}", flush=True)
-        finally:
-            if ctx:
-                ctx.__exit__(None, None, None)
 
 
 if __name__ == "__main__":
