@@ -13,12 +13,13 @@ noisy: trust ratios from one run, not absolute figures.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import statistics
 import sys
 import time
 
-from _common import cpu_model, rerun_without_openblas_env, settle
+from _common import cpu_model, numpy_threads, optional_torch, rerun_without_openblas_env, settle
 
 # The comparison is with numpy at its best: re-run without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE
 # (see _common), unless asked to keep them.
@@ -30,15 +31,7 @@ import numpy as np  # noqa: E402  (after the re-run above)
 import ironformer as irf  # noqa: E402
 from ironformer import _C  # noqa: E402
 
-try:
-    import torch
-except ImportError:  # torch is an optional baseline
-    torch = None
-
-try:
-    from threadpoolctl import threadpool_limits
-except ImportError:
-    threadpool_limits = None
+torch = optional_torch()
 
 # (label, M, N, K, trans_a, trans_b): the matmuls of a GPT training step (B*T = 2048 tokens,
 # C = 768), forward (x @ W), input gradient (dY @ W^T) and weight gradient (X^T @ dY),
@@ -59,19 +52,6 @@ SHAPES = [
     ("gemv 1x768 @ 768x3072", 1, 3072, 768, False, False),
 ]
 TRAINING = {s[0] for s in SHAPES[:9]}
-
-
-class _NumpyThreads:
-    def __init__(self, n):
-        self.ctx = threadpool_limits(n) if threadpool_limits else None
-
-    def __enter__(self):
-        if self.ctx:
-            self.ctx.__enter__()
-
-    def __exit__(self, *a):
-        if self.ctx:
-            self.ctx.__exit__(*a)
 
 
 def operands(m, n, k, ta, tb, rng):
@@ -133,7 +113,7 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     print(f"machine: {cpu_model()} | ironformer {irf.__version__} isa={irf.isa()} | numpy {np.__version__}"
           f" | torch {torch.__version__ if torch else 'not installed'} | python {sys.version.split()[0]}")
-    if threadpool_limits is None:
+    if importlib.util.find_spec("threadpoolctl") is None:
         print("note: threadpoolctl not installed; numpy uses its default thread count")
     if os.environ.get("IRF_BENCH_UNSET"):
         print(f"note: unset {os.environ['IRF_BENCH_UNSET']} so that numpy's OpenBLAS uses its own"
@@ -154,7 +134,7 @@ def main(argv=None):
             print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         else:
             print(hdr)
-        with _NumpyThreads(nt):
+        with numpy_threads(nt):
             for label, m, n, k, ta, tb in SHAPES:
                 g, err, (q25, q75) = bench_shape(m, n, k, ta, tb, nt, repeats, rng)
                 t = g.get("torch", float("nan"))

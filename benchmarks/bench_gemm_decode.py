@@ -43,7 +43,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     rng = np.random.default_rng(0)
     weights = [rng.standard_normal(kn, dtype=np.float32) for _ in range(args.layers) for kn in LAYER]
-    gbytes = sum(w.nbytes for w in weights) / 1e9
+    nfloats = sum(w.size for w in weights)
+    gbytes = nfloats * 4 / 1e9
     print(f"machine: {cpu_model()} | ironformer {irf.__version__} isa={irf.isa()} | numpy {np.__version__}"
           f" | torch {torch.__version__ if torch else 'not installed'}")
     if os.environ.get("IRF_BENCH_UNSET"):
@@ -87,7 +88,7 @@ def main(argv=None):
                     err = max(err, float(np.abs(o - ref).max() / np.abs(ref).max()))
                 med = interleaved_medians(fns, nt, args.repeats)
                 bw = {n: gbytes / t for n, t in med.items()}
-                gflops = 2 * m * gbytes / 4 / med["irf"]
+                gflops = 2 * m * nfloats / med["irf"] / 1e9
                 r_t = med["torch"] / med["irf"] if torch is not None else float("nan")
                 print(f"{m:4d} | {bw['irf']:6.1f} {bw['numpy']:6.1f} {bw.get('torch', float('nan')):6.1f}      | "
                       f"{gflops:11.1f} | {med['numpy'] / med['irf']:7.2f}x {r_t:7.2f}x | {err:.1e}", flush=True)

@@ -621,7 +621,7 @@ def test_small_wide_aliasing_a_copied(rng, threads, m, n, k, lda):
 
 
 # 2..12 rows with a large row-major B (16+ MiB, or 4+ MiB with a row stride a multiple of
-# 1024 floats) stream B in blocks of 8 rows (gemm_rows_stream), prefetching 2 blocks ahead:
+# 1024 floats or 2048+ columns) stream B in blocks of 8 rows (gemm_rows_stream), prefetching 2 blocks ahead:
 # K not a multiple of 8, K = 17 (the last prefetched block 1 row), partial last tiles and
 # vectors, 7-12 rows in two panels, a B view with wider rows, A^T;
 # float64 result and the same bits at 1-3 threads, accumulate and bias (added once, not per block).

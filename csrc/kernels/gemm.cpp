@@ -883,7 +883,7 @@ void gemm_small_wide(const GemmParams& p, const float* A, const float* B, float*
 // 15.4 / 12.2 -> 26.5, 4x4096x1024 17 -> 60-67 / 25 -> 68-88 (numpy 16 / 26.5), 8x4096x1024
 // 20 -> 50-57 / 29 -> 70-95 (numpy 28 / 44), 6x2048x2048 31 -> 59-84 / 48 -> 70-96,
 // 4x768x3072 30-35 -> 59 (1 thread; 2 threads with B hot in L3 79 -> 60, numpy 37), and
-// through 12 GPT-2 layers' weights (85 MB, B from memory as when decoding) M = 4 / 8 +75% /
+// through 12 GPT-2 layers' weights (340 MB, B from memory as when decoding) M = 4 / 8 +75% /
 // +45% at 1 thread, +58% / +79% at 2.  Each tile prefetches (prefetcht1) its columns of the
 // block kStreamAhead blocks further down, so that B arrives in L2 a block sweep ahead: the
 // hardware streams alone left the reads of a tile and its FMAs unoverlapped (the more rows,
